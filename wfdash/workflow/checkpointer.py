@@ -1,0 +1,350 @@
+"""WorkflowCheckpointer: records a checkpoint as each step completes, and runs from any of them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from .context import Context
+from .errors import SerializationError
+from .events import Event
+from .handler import WorkflowHandler
+from .serialization import EventRegistry, encode_event, validate_event
+from .workflow import Workflow
+
+
+class Checkpoint(BaseModel):
+    """The state of a run right after one step completed, before its output was dispatched."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id_: str
+    run_id: str
+    seq: int
+    last_completed_step: str
+    input_event: Event
+    output_event: Event | None
+    ctx_state: dict[str, Any]
+    created_at: datetime
+    duration_ms: float
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready form, events as `{"type", "data"}`."""
+        return {
+            "id": self.id_,
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "last_completed_step": self.last_completed_step,
+            "input_event": encode_event(self.input_event),
+            "output_event": encode_event(self.output_event) if self.output_event is not None else None,
+            "ctx_state": self.ctx_state,
+            "created_at": self.created_at.isoformat(),
+            "duration_ms": self.duration_ms,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], registry: EventRegistry) -> Checkpoint:
+        """Rebuild from `to_record()` output; event types resolve through `registry` only."""
+        try:
+            out = record["output_event"]
+            return cls.model_construct(
+                id_=str(record["id"]),
+                run_id=str(record["run_id"]),
+                seq=int(record["seq"]),
+                last_completed_step=str(record["last_completed_step"]),
+                input_event=registry.decode(record["input_event"]),
+                output_event=registry.decode(out) if out is not None else None,
+                ctx_state=dict(record["ctx_state"]),
+                created_at=_parse_time(record["created_at"]),
+                duration_ms=float(record["duration_ms"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SerializationError(f"corrupt checkpoint record: {exc!r}") from None
+
+
+def _parse_time(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+@dataclass
+class RunInfo:
+    """What a store learns when a run starts."""
+
+    run_id: str
+    workflow: Workflow
+    start_event: Event | None
+    parent_checkpoint_id: str | None = None
+    edits: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False
+
+
+class CheckpointStore(Protocol):
+    """Where checkpoints go. Every method is async so a database can sit behind it.
+
+    `put_checkpoint` is called in seq order for a run, and the step's output is
+    dispatched only after it returns: a store that commits there is durable.
+    """
+
+    async def run_started(self, run: RunInfo) -> None:
+        """A run started (or resumed); create or update its record."""
+
+    async def put_checkpoint(self, checkpoint: Checkpoint, workflow: Workflow) -> None:
+        """Persist one checkpoint."""
+
+    async def run_finished(self, run_id: str, result: Any, error: BaseException | None) -> None:
+        """The run ended: `error` is None on success."""
+
+    async def get_checkpoint(self, checkpoint_id: str, workflow: Workflow) -> Checkpoint:
+        """One checkpoint by id; KeyError if unknown."""
+
+    async def list_checkpoints(
+        self,
+        workflow: Workflow,
+        *,
+        run_id: str | None = None,
+        last_completed_step: str | None = None,
+        input_event_type: str | None = None,
+        output_event_type: str | None = None,
+    ) -> list[Checkpoint]:
+        """Checkpoints matching every given criterion, by run then seq."""
+
+
+class InMemoryCheckpointStore:
+    """The default store: checkpoints kept in this process only."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunInfo] = {}
+        self.outcomes: dict[str, tuple[Any, BaseException | None]] = {}
+        self.by_run: dict[str, list[Checkpoint]] = {}
+        self.by_id: dict[str, Checkpoint] = {}
+
+    async def run_started(self, run: RunInfo) -> None:
+        self.runs[run.run_id] = run
+        self.by_run.setdefault(run.run_id, [])
+
+    async def put_checkpoint(self, checkpoint: Checkpoint, workflow: Workflow) -> None:
+        self.by_run.setdefault(checkpoint.run_id, []).append(checkpoint)
+        self.by_id[checkpoint.id_] = checkpoint
+
+    async def run_finished(self, run_id: str, result: Any, error: BaseException | None) -> None:
+        self.outcomes[run_id] = (result, error)
+
+    async def get_checkpoint(self, checkpoint_id: str, workflow: Workflow) -> Checkpoint:
+        return self.by_id[checkpoint_id]
+
+    async def list_checkpoints(self, workflow: Workflow, **criteria: str | None) -> list[Checkpoint]:
+        return [c for run in self.by_run.values() for c in run if _matches(c, **criteria)]
+
+
+def _matches(
+    c: Checkpoint,
+    run_id: str | None = None,
+    last_completed_step: str | None = None,
+    input_event_type: str | None = None,
+    output_event_type: str | None = None,
+) -> bool:
+    return (
+        (run_id is None or c.run_id == run_id)
+        and (last_completed_step is None or c.last_completed_step == last_completed_step)
+        and (input_event_type is None or type(c.input_event).__name__ == input_event_type)
+        and (output_event_type is None or type(c.output_event).__name__ == output_event_type)
+    )
+
+
+def _type_name(value: type[Event] | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, type) and issubclass(value, Event):
+        return value.__name__
+    raise TypeError(f"an event type must be an Event subclass or its name, got {value!r}")
+
+
+class WorkflowCheckpointer:
+    """Runs a workflow and checkpoints each completed step into `store`."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        store: CheckpointStore | None = None,
+        disabled_steps: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        self.workflow = workflow
+        self.store: CheckpointStore = store if store is not None else InMemoryCheckpointStore()
+        self.checkpoints: dict[str, list[Checkpoint]] = {}
+        self.parents: dict[str, str] = {}
+        self._disabled: set[str] = set()
+        for name in disabled_steps:
+            self.disable_checkpoint(name)
+
+    # -- configuration -------------------------------------------------------
+
+    def _known_step(self, name: str) -> str:
+        if name not in self.workflow.steps:
+            known = ", ".join(sorted(self.workflow.steps))
+            raise ValueError(f"unknown step {name!r}; {type(self.workflow).__name__} has: {known}")
+        return name
+
+    def enable_checkpoint(self, step: str) -> None:
+        self._disabled.discard(self._known_step(step))
+
+    def disable_checkpoint(self, step: str) -> None:
+        self._disabled.add(self._known_step(step))
+
+    # -- running -------------------------------------------------------------
+
+    def run(self, start_event: Event | None = None, **kwargs: Any) -> WorkflowHandler:
+        """Like `Workflow.run`, recording a checkpoint after each step."""
+        if start_event is None:
+            start_event = self.workflow.start_event_class(**kwargs)
+        elif kwargs:
+            raise ValueError("pass either start_event or keyword arguments, not both")
+        run_id = str(uuid.uuid4())
+        return self._launch(RunInfo(run_id, self.workflow, start_event), dispatch=[(None, start_event)])
+
+    def run_from(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        output_event: Event | Mapping[str, Any] | None = None,
+        store: Mapping[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> WorkflowHandler:
+        """A new run that restores `checkpoint`'s context and dispatches its output event.
+
+        `output_event` replaces that event (an Event, or a dict of its fields
+        validated against the checkpoint's output event type); `store` overrides
+        store values. Both edits are recorded on the new run.
+        """
+        state, dispatch, edits = self._prepare_fork(checkpoint, output_event, store)
+        info = RunInfo(
+            run_id or str(uuid.uuid4()),
+            self.workflow,
+            None,
+            parent_checkpoint_id=checkpoint.id_,
+            edits=edits,
+        )
+        self.parents[info.run_id] = checkpoint.id_
+        return self._launch(info, dispatch=dispatch, snapshot=state)
+
+    def resume(self, checkpoint: Checkpoint) -> WorkflowHandler:
+        """Continue `checkpoint`'s own run (after a crash): same run id, seq continues."""
+        state, dispatch, _ = self._prepare_fork(checkpoint, None, None)
+        info = RunInfo(checkpoint.run_id, self.workflow, None, resumed=True)
+        return self._launch(info, dispatch=dispatch, snapshot=state, first_seq=checkpoint.seq + 1)
+
+    def _prepare_fork(
+        self,
+        checkpoint: Checkpoint,
+        output_event: Event | Mapping[str, Any] | None,
+        store: Mapping[str, Any] | None,
+    ) -> tuple[dict[str, Any], list[tuple[str | None, Event]], dict[str, Any]]:
+        registry = self.workflow.event_registry
+        if checkpoint.last_completed_step not in self.workflow.steps:
+            raise SerializationError(
+                f"checkpoint's step {checkpoint.last_completed_step!r} is not a step of {type(self.workflow).__name__}"
+            )
+        edits: dict[str, Any] = {}
+        event = checkpoint.output_event
+        if output_event is not None:
+            if isinstance(output_event, Event):
+                event = output_event
+            else:
+                if event is None:
+                    raise SerializationError("this checkpoint has no output event to edit")
+                event = validate_event(type(event), output_event)
+            registry.name_of(type(event))
+            if not self.workflow.accepting_steps(type(event)) and not _is_terminal(event):
+                raise SerializationError(f"no step of {type(self.workflow).__name__} accepts {type(event).__name__}")
+            edits["output_event"] = encode_event(event)
+        state = dict(checkpoint.ctx_state)
+        if store:
+            from .serialization import encode_value
+
+            state["store"] = {**state.get("store", {}), **{k: encode_value(k, v) for k, v in store.items()}}
+            edits["store"] = {k: encode_value(k, v) for k, v in store.items()}
+        dispatch: list[tuple[str | None, Event]] = [(None, event)] if event is not None else []
+        return state, dispatch, edits
+
+    def _launch(
+        self,
+        info: RunInfo,
+        *,
+        dispatch: list[tuple[str | None, Event]],
+        snapshot: dict[str, Any] | None = None,
+        first_seq: int = 1,
+    ) -> WorkflowHandler:
+        store = self.store
+        workflow = self.workflow
+        disabled = self._disabled
+        run_checkpoints = self.checkpoints.setdefault(info.run_id, [])
+        next_seq = first_seq
+
+        async def on_start(ctx: Context) -> None:
+            await store.run_started(info)
+
+        async def on_step(ctx: Context, name: str, ev: Event, out: Event | None, seconds: float) -> None:
+            nonlocal next_seq
+            if name in disabled:
+                return
+            # Snapshot and seq are taken before the first await, so they describe
+            # the moment this step completed even if other steps finish meanwhile.
+            checkpoint = Checkpoint.model_construct(
+                id_=str(uuid.uuid4()),
+                run_id=ctx.run_id,
+                seq=next_seq,
+                last_completed_step=name,
+                input_event=ev,
+                output_event=out,
+                ctx_state=ctx.snapshot(),
+                created_at=datetime.now(UTC),
+                duration_ms=seconds * 1000.0,
+            )
+            next_seq += 1
+            run_checkpoints.append(checkpoint)
+            await store.put_checkpoint(checkpoint, workflow)
+
+        async def on_finish(ctx: Context, result: Any, error: BaseException | None) -> None:
+            await store.run_finished(ctx.run_id, result, error)
+
+        return workflow._launch(
+            run_id=info.run_id,
+            dispatch=dispatch,
+            snapshot=snapshot,
+            on_step=on_step,
+            on_finish=on_finish,
+            on_start=on_start,
+        )
+
+    # -- reading -------------------------------------------------------------
+
+    def filter_checkpoints(
+        self,
+        run_id: str | None = None,
+        last_completed_step: str | None = None,
+        input_event_type: type[Event] | str | None = None,
+        output_event_type: type[Event] | str | None = None,
+    ) -> list[Checkpoint]:
+        """Checkpoints of this checkpointer's runs matching every given criterion."""
+        if run_id is None and last_completed_step is None and input_event_type is None and output_event_type is None:
+            raise ValueError(
+                "filter_checkpoints needs at least one of run_id, last_completed_step, "
+                "input_event_type, output_event_type"
+            )
+        criteria = {
+            "run_id": run_id,
+            "last_completed_step": last_completed_step,
+            "input_event_type": _type_name(input_event_type),
+            "output_event_type": _type_name(output_event_type),
+        }
+        return [c for run in self.checkpoints.values() for c in run if _matches(c, **criteria)]
+
+
+def _is_terminal(event: Event) -> bool:
+    from .events import InputRequiredEvent, StopEvent
+
+    return isinstance(event, StopEvent | InputRequiredEvent)

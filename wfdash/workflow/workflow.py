@@ -1,0 +1,303 @@
+"""Workflow: steps wired by event type, validated, and run concurrently on one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from .context import STREAM_END, Context
+from .decorators import StepConfig
+from .errors import (
+    WorkflowCancelledError,
+    WorkflowRuntimeError,
+    WorkflowTimeoutError,
+    WorkflowValidationError,
+)
+from .events import BUILTIN_EVENTS, Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
+from .handler import WorkflowHandler
+from .serialization import EventRegistry
+
+# Called once a step completed and before its output is dispatched:
+# (ctx, step name, input event, output event or None, duration in seconds).
+StepHook = Callable[[Context, str, Event, Event | None, float], Awaitable[None]]
+# Called when a run ends, before awaiting the handler returns: (ctx, result, error).
+FinishHook = Callable[[Context, Any, BaseException | None], Awaitable[None]]
+
+
+class Workflow:
+    """Subclass and decorate async methods with `@step`."""
+
+    _step_configs: ClassVar[dict[str, StepConfig]]
+
+    def __init__(self, timeout: float | None = None, verbose: bool = False) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive or None")
+        self.timeout = timeout
+        self.verbose = verbose
+        self._steps = self._collect_steps()
+        self._validate()
+        self._routes: dict[type[Event], tuple[str, ...]] = {}
+
+    # -- definition ----------------------------------------------------------
+
+    @classmethod
+    def _collect_steps(cls) -> dict[str, StepConfig]:
+        cached = cls.__dict__.get("_wf_steps_cache")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        steps: dict[str, StepConfig] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                spec = getattr(value, "__wf_step__", None)
+                if spec is not None:
+                    steps[attr] = spec.config()
+                elif attr in steps:
+                    del steps[attr]  # overridden by a plain method
+        cls._wf_steps_cache = steps  # type: ignore[attr-defined]
+        return steps
+
+    def _validate(self) -> None:
+        if not self._steps:
+            raise WorkflowValidationError(f"{type(self).__name__} has no steps")
+        consumed: set[type[Event]] = set()
+        produced: set[type[Event]] = set()
+        for cfg in self._steps.values():
+            consumed.update(cfg.accepted_events)
+            produced.update(cfg.return_types)
+        starts = {t for t in consumed if issubclass(t, StartEvent)}
+        stops = {t for t in produced if issubclass(t, StopEvent)}
+        if len(starts) != 1:
+            found = ", ".join(sorted(t.__name__ for t in starts)) or "none"
+            raise WorkflowValidationError(f"{type(self).__name__} needs exactly one start event type, found {found}")
+        if len(stops) != 1:
+            found = ", ".join(sorted(t.__name__ for t in stops)) or "none"
+            raise WorkflowValidationError(f"{type(self).__name__} needs exactly one stop event type, found {found}")
+        unconsumed = {
+            t for t in produced - consumed if not issubclass(t, StopEvent | InputRequiredEvent)
+        }
+        unproduced = {
+            t for t in consumed - produced if not issubclass(t, StartEvent | HumanResponseEvent)
+        }
+        if unconsumed:
+            names = ", ".join(sorted(t.__name__ for t in unconsumed))
+            raise WorkflowValidationError(f"events produced but never consumed by a step: {names}")
+        if unproduced:
+            names = ", ".join(sorted(t.__name__ for t in unproduced))
+            raise WorkflowValidationError(f"events consumed but never produced by a step: {names}")
+        self.start_event_class: type[StartEvent] = starts.pop()  # type: ignore[assignment]
+        self.stop_event_class: type[StopEvent] = stops.pop()  # type: ignore[assignment]
+        self._registry = EventRegistry([*BUILTIN_EVENTS, *consumed, *produced])
+
+    @property
+    def steps(self) -> dict[str, StepConfig]:
+        return dict(self._steps)
+
+    @property
+    def event_registry(self) -> EventRegistry:
+        return self._registry
+
+    def accepting_steps(self, event_type: type[Event]) -> tuple[str, ...]:
+        routes = self._routes.get(event_type)
+        if routes is None:
+            routes = tuple(
+                name
+                for name, cfg in self._steps.items()
+                if any(issubclass(event_type, t) for t in cfg.accepted_events)
+            )
+            self._routes[event_type] = routes
+        return routes
+
+    # -- running -------------------------------------------------------------
+
+    def run(self, start_event: StartEvent | None = None, **kwargs: Any) -> WorkflowHandler:
+        """Start a run and return its handler at once; must be called inside an event loop."""
+        if start_event is None:
+            start_event = self.start_event_class(**kwargs)
+        elif kwargs:
+            raise ValueError("pass either start_event or keyword arguments, not both")
+        return self._launch(run_id=str(uuid.uuid4()), dispatch=[(None, start_event)])
+
+    def _launch(
+        self,
+        *,
+        run_id: str,
+        dispatch: list[tuple[str | None, Event]],
+        snapshot: dict[str, Any] | None = None,
+        on_step: StepHook | None = None,
+        on_finish: FinishHook | None = None,
+        on_start: Callable[[Context], Awaitable[None]] | None = None,
+    ) -> WorkflowHandler:
+        """Start a run, optionally restored from a snapshot; `dispatch` pairs are (target step, event)."""
+        ctx = Context(self, run_id)
+        requeue = ctx.restore(snapshot) if snapshot is not None else []
+        runner = _Runner(self, ctx, on_step, on_finish)
+        task = asyncio.get_running_loop().create_task(runner.main(requeue, dispatch, on_start))
+        return WorkflowHandler(runner, task)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._wf_steps_cache = None  # type: ignore[attr-defined]
+
+
+class _Runner:
+    """Drives one run: routes events, runs step tasks, checkpoints, finishes once."""
+
+    def __init__(self, workflow: Workflow, ctx: Context, on_step: StepHook | None, on_finish: FinishHook | None) -> None:
+        self.workflow = workflow
+        self.ctx = ctx
+        self.on_step = on_step
+        self.on_finish = on_finish
+        self.active = dict.fromkeys(workflow._steps, 0)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        ctx._runner = self
+
+    async def main(
+        self,
+        requeue: list[tuple[str, Event]],
+        dispatch: list[tuple[str | None, Event]],
+        on_start: Callable[[Context], Awaitable[None]] | None,
+    ) -> Any:
+        timer = None
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            if on_start is not None:
+                await on_start(self.ctx)
+            if self.workflow.timeout is not None:
+                timer = asyncio.get_running_loop().call_later(self.workflow.timeout, self._timed_out)
+            for name, ev in requeue:
+                self._enqueue(name, ev)
+            for target, ev in dispatch:
+                self.dispatch(ev, target)
+            if not self.outcome.done():
+                self._check_stalled()
+            result = await self.outcome
+        except BaseException as exc:
+            error = exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for task in list(self.tasks):
+                task.cancel()
+            self.ctx._runner = None
+            self.ctx._stream.put_nowait(STREAM_END)
+        if self.on_finish is not None:
+            await self.on_finish(self.ctx, result, error)
+        if error is not None:
+            raise error
+        return result
+
+    # -- routing -------------------------------------------------------------
+
+    def dispatch(self, ev: Event, target: str | None = None) -> None:
+        if self.outcome.done():
+            return
+        if not isinstance(ev, Event):
+            raise WorkflowRuntimeError(f"send_event needs an Event, got {type(ev).__name__}")
+        for waiter in self.ctx._waiters:
+            if waiter.matches(ev):
+                waiter.future.set_result(ev)
+                return
+        if isinstance(ev, StopEvent):
+            self.ctx._stream.put_nowait(ev)
+            self.outcome.set_result(ev.result)
+            return
+        steps = self.workflow.accepting_steps(type(ev))
+        if isinstance(ev, HumanResponseEvent):
+            self.ctx._awaiting_input = False
+        if target is not None:
+            if target not in steps:
+                raise WorkflowRuntimeError(f"step {target!r} does not exist or does not accept {type(ev).__name__}")
+            steps = (target,)
+        if not steps:
+            if isinstance(ev, InputRequiredEvent):
+                self.ctx._awaiting_input = True
+                self.ctx._stream.put_nowait(ev)
+                return
+            raise WorkflowRuntimeError(f"no step accepts {type(ev).__name__}")
+        for name in steps:
+            self._enqueue(name, ev)
+
+    def _enqueue(self, name: str, ev: Event) -> None:
+        if self.active[name] < self.workflow._steps[name].num_workers:
+            self._start(name, ev)
+        else:
+            self.ctx._queued[name].append(ev)
+
+    def _start(self, name: str, ev: Event) -> None:
+        self.active[name] += 1
+        token = next(self.ctx._tokens)
+        self.ctx._in_flight[token] = (name, ev)
+        task = asyncio.get_running_loop().create_task(self._execute(name, ev, token))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- execution -----------------------------------------------------------
+
+    async def _execute(self, name: str, ev: Event, token: int) -> None:
+        cfg = self.workflow._steps[name]
+        method = getattr(self.workflow, name)
+        kwargs: dict[str, Any] = {cfg.event_param: ev}
+        if cfg.context_param is not None:
+            kwargs[cfg.context_param] = self.ctx
+        started = time.perf_counter()
+        attempts = 0
+        while True:
+            try:
+                output = await method(**kwargs)
+                break
+            except Exception as exc:
+                attempts += 1
+                delay = None
+                if cfg.retry_policy is not None:
+                    delay = cfg.retry_policy.next(time.perf_counter() - started, attempts, exc)
+                if delay is None:
+                    self._fail(WorkflowRuntimeError(f"step '{name}' failed: {type(exc).__name__}: {exc}", step=name), exc)
+                    return
+                await asyncio.sleep(delay)
+        if output is not None and not isinstance(output, Event):
+            self._fail(
+                WorkflowRuntimeError(f"step '{name}' returned {type(output).__name__}, not an Event or None", step=name)
+            )
+            return
+        del self.ctx._in_flight[token]
+        self.active[name] -= 1
+        if self.on_step is not None:
+            try:
+                await self.on_step(self.ctx, name, ev, output, time.perf_counter() - started)
+            except Exception as exc:
+                self._fail(WorkflowRuntimeError(f"step '{name}': checkpoint failed: {exc}", step=name), exc)
+                return
+        if output is not None:
+            try:
+                self.dispatch(output)
+            except WorkflowRuntimeError as exc:
+                self._fail(WorkflowRuntimeError(f"step '{name}': {exc}", step=name))
+                return
+        queue = self.ctx._queued[name]
+        while queue and self.active[name] < cfg.num_workers:
+            self._start(name, queue.popleft())
+        self._check_stalled()
+
+    def _check_stalled(self) -> None:
+        if self.outcome.done() or self.ctx._awaiting_input or self.ctx._in_flight:
+            return
+        if any(self.ctx._queued.values()):
+            return
+        self._fail(WorkflowRuntimeError("run stalled: no step is running or queued and no StopEvent was returned"))
+
+    def _fail(self, error: BaseException, cause: BaseException | None = None) -> None:
+        if cause is not None:
+            error.__cause__ = cause
+        if not self.outcome.done():
+            self.outcome.set_exception(error)
+
+    def _timed_out(self) -> None:
+        self._fail(WorkflowTimeoutError(f"run timed out after {self.workflow.timeout} seconds"))
+
+    def cancel(self) -> None:
+        self._fail(WorkflowCancelledError("run cancelled"))
