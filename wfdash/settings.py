@@ -101,8 +101,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-if os.environ.get("WFDASH_TEST_DB_NAME"):
-    DATABASES["default"]["TEST"] = {"NAME": os.environ["WFDASH_TEST_DB_NAME"]}
+# Tests start workers and servers as subprocesses: they need a test database
+# they can open too, so SQLite's test database is a file, not :memory:.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
@@ -137,7 +139,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 # Workflows by name. The environment variable WFDASH_WORKFLOWS adds or overrides
 # entries as "name=dotted.path.Class,name2=...".
 WFDASH_WORKFLOWS: dict[str, str] = {
-    "joke": "runs.examples.joke.JokeFlow",
     "wordcount": "runs.examples.wordcount.WordCountFlow",
     "approval": "runs.examples.approval.ApprovalFlow",
     "flaky": "runs.examples.flaky.FlakyFlow",

@@ -9,6 +9,7 @@ from .errors import (
     WorkflowCancelledError,
     WorkflowError,
     WorkflowRuntimeError,
+    WorkflowSuspendedError,
     WorkflowTimeoutError,
     WorkflowValidationError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowHandler",
     "WorkflowRuntimeError",
+    "WorkflowSuspendedError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "step",

@@ -231,9 +231,13 @@ class WorkflowCheckpointer:
         self.parents[info.run_id] = checkpoint.id_
         return self._launch(info, dispatch=dispatch, snapshot=state)
 
-    def resume(self, checkpoint: Checkpoint) -> WorkflowHandler:
-        """Continue `checkpoint`'s own run (after a crash): same run id, seq continues."""
+    def resume(self, checkpoint: Checkpoint, send: list[Event] | None = None) -> WorkflowHandler:
+        """Continue `checkpoint`'s own run (after a crash): same run id, seq continues.
+
+        `send` events (a human answer) are dispatched after the checkpoint's output.
+        """
         state, dispatch, _ = self._prepare_fork(checkpoint, None, None)
+        dispatch.extend((None, ev) for ev in send or ())
         info = RunInfo(checkpoint.run_id, self.workflow, None, resumed=True)
         return self._launch(info, dispatch=dispatch, snapshot=state, first_seq=checkpoint.seq + 1)
 

@@ -145,9 +145,7 @@ class Context:
         return {
             "version": SNAPSHOT_VERSION,
             "store": self.store.snapshot(),
-            "queued": [
-                {"step": name, "event": encode_event(ev)} for name, q in self._queued.items() for ev in q
-            ],
+            "queued": [{"step": name, "event": encode_event(ev)} for name, q in self._queued.items() for ev in q],
             "in_flight": [{"step": name, "event": encode_event(ev)} for name, ev in self._in_flight.values()],
             "collect": [
                 {"expected": list(key), "events": [encode_event(ev) for ev in events]}

@@ -32,7 +32,7 @@ class StepConfig:
     extra_params: tuple[str, ...] = field(default=())
 
 
-def step(
+def step[F: Callable[..., Any]](
     func: F | None = None,
     *,
     num_workers: int = 1,
@@ -132,9 +132,7 @@ def _introspect(
             accepted = _event_types(ann, f"parameter '{p.name}'", name, allow_none=False)
             event_param = p.name
         elif p.default is inspect.Parameter.empty:
-            raise WorkflowValidationError(
-                f"step '{name}': parameter '{p.name}' is neither the event nor a Context"
-            )
+            raise WorkflowValidationError(f"step '{name}': parameter '{p.name}' is neither the event nor a Context")
         else:
             extra.append(p.name)
     if event_param is None:

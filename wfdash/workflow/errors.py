@@ -29,3 +29,7 @@ class WorkflowCancelledError(WorkflowError):
 
 class SerializationError(WorkflowError):
     """A value or event cannot be encoded, or a stored payload cannot be decoded."""
+
+
+class WorkflowSuspendedError(WorkflowError):
+    """A run stopped at a checkpoint boundary (drain, or waiting for input); resume it later."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from .context import STREAM_END, Context
@@ -50,6 +50,15 @@ class WorkflowHandler:
                 stream.put_nowait(STREAM_END)
                 return
             yield item
+
+    def suspend(self) -> None:
+        """Let running steps finish to their checkpoint, start nothing new, then end the run
+        with WorkflowSuspendedError; resume it later from its latest checkpoint."""
+        self._runner.drain()
+
+    def on_idle(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever the run is idle waiting for a human answer."""
+        self._runner.on_idle = callback
 
     async def cancel_run(self) -> None:
         """Stop the run; awaiting the handler then raises WorkflowCancelledError."""

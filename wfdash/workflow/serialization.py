@@ -28,8 +28,7 @@ class EventRegistry:
             known = self._by_name.get(cls.__name__)
             if known is not None and known is not cls:
                 raise WorkflowValidationError(
-                    f"two event classes share the name '{cls.__name__}': "
-                    f"{known.__module__} and {cls.__module__}"
+                    f"two event classes share the name '{cls.__name__}': {known.__module__} and {cls.__module__}"
                 )
             self._by_name[cls.__name__] = cls
 

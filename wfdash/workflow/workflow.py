@@ -13,6 +13,7 @@ from .decorators import StepConfig
 from .errors import (
     WorkflowCancelledError,
     WorkflowRuntimeError,
+    WorkflowSuspendedError,
     WorkflowTimeoutError,
     WorkflowValidationError,
 )
@@ -75,12 +76,8 @@ class Workflow:
         if len(stops) != 1:
             found = ", ".join(sorted(t.__name__ for t in stops)) or "none"
             raise WorkflowValidationError(f"{type(self).__name__} needs exactly one stop event type, found {found}")
-        unconsumed = {
-            t for t in produced - consumed if not issubclass(t, StopEvent | InputRequiredEvent)
-        }
-        unproduced = {
-            t for t in consumed - produced if not issubclass(t, StartEvent | HumanResponseEvent)
-        }
+        unconsumed = {t for t in produced - consumed if not issubclass(t, StopEvent | InputRequiredEvent)}
+        unproduced = {t for t in consumed - produced if not issubclass(t, StartEvent | HumanResponseEvent)}
         if unconsumed:
             names = ", ".join(sorted(t.__name__ for t in unconsumed))
             raise WorkflowValidationError(f"events produced but never consumed by a step: {names}")
@@ -103,9 +100,7 @@ class Workflow:
         routes = self._routes.get(event_type)
         if routes is None:
             routes = tuple(
-                name
-                for name, cfg in self._steps.items()
-                if any(issubclass(event_type, t) for t in cfg.accepted_events)
+                name for name, cfg in self._steps.items() if any(issubclass(event_type, t) for t in cfg.accepted_events)
             )
             self._routes[event_type] = routes
         return routes
@@ -145,7 +140,9 @@ class Workflow:
 class _Runner:
     """Drives one run: routes events, runs step tasks, checkpoints, finishes once."""
 
-    def __init__(self, workflow: Workflow, ctx: Context, on_step: StepHook | None, on_finish: FinishHook | None) -> None:
+    def __init__(
+        self, workflow: Workflow, ctx: Context, on_step: StepHook | None, on_finish: FinishHook | None
+    ) -> None:
         self.workflow = workflow
         self.ctx = ctx
         self.on_step = on_step
@@ -153,6 +150,11 @@ class _Runner:
         self.active = dict.fromkeys(workflow._steps, 0)
         self.tasks: set[asyncio.Task[None]] = set()
         self.outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.draining = False
+        # Steps that completed and are writing their checkpoint: not idle yet.
+        self.checkpointing = 0
+        # Called when the run is idle waiting for a human answer.
+        self.on_idle: Callable[[], None] | None = None
         ctx._runner = self
 
     async def main(
@@ -223,7 +225,7 @@ class _Runner:
             self._enqueue(name, ev)
 
     def _enqueue(self, name: str, ev: Event) -> None:
-        if self.active[name] < self.workflow._steps[name].num_workers:
+        if not self.draining and self.active[name] < self.workflow._steps[name].num_workers:
             self._start(name, ev)
         else:
             self.ctx._queued[name].append(ev)
@@ -256,7 +258,9 @@ class _Runner:
                 if cfg.retry_policy is not None:
                     delay = cfg.retry_policy.next(time.perf_counter() - started, attempts, exc)
                 if delay is None:
-                    self._fail(WorkflowRuntimeError(f"step '{name}' failed: {type(exc).__name__}: {exc}", step=name), exc)
+                    self._fail(
+                        WorkflowRuntimeError(f"step '{name}' failed: {type(exc).__name__}: {exc}", step=name), exc
+                    )
                     return
                 await asyncio.sleep(delay)
         if output is not None and not isinstance(output, Event):
@@ -267,11 +271,14 @@ class _Runner:
         del self.ctx._in_flight[token]
         self.active[name] -= 1
         if self.on_step is not None:
+            self.checkpointing += 1
             try:
                 await self.on_step(self.ctx, name, ev, output, time.perf_counter() - started)
             except Exception as exc:
                 self._fail(WorkflowRuntimeError(f"step '{name}': checkpoint failed: {exc}", step=name), exc)
                 return
+            finally:
+                self.checkpointing -= 1
         if output is not None:
             try:
                 self.dispatch(output)
@@ -279,14 +286,22 @@ class _Runner:
                 self._fail(WorkflowRuntimeError(f"step '{name}': {exc}", step=name))
                 return
         queue = self.ctx._queued[name]
-        while queue and self.active[name] < cfg.num_workers:
+        while queue and not self.draining and self.active[name] < cfg.num_workers:
             self._start(name, queue.popleft())
         self._check_stalled()
 
     def _check_stalled(self) -> None:
-        if self.outcome.done() or self.ctx._awaiting_input or self.ctx._in_flight:
+        if self.outcome.done() or self.ctx._in_flight or self.checkpointing:
+            return
+        if self.draining:
+            # Every step that was running has checkpointed; what is queued is in the snapshot.
+            self._fail(WorkflowSuspendedError("run suspended at a checkpoint"))
             return
         if any(self.ctx._queued.values()):
+            return
+        if self.ctx._awaiting_input:
+            if self.on_idle is not None:
+                self.on_idle()
             return
         self._fail(WorkflowRuntimeError("run stalled: no step is running or queued and no StopEvent was returned"))
 
@@ -298,6 +313,11 @@ class _Runner:
 
     def _timed_out(self) -> None:
         self._fail(WorkflowTimeoutError(f"run timed out after {self.workflow.timeout} seconds"))
+
+    def drain(self) -> None:
+        """Start no new step; once running steps have completed, end with WorkflowSuspendedError."""
+        self.draining = True
+        self._check_stalled()
 
     def cancel(self) -> None:
         self._fail(WorkflowCancelledError("run cancelled"))

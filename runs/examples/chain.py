@@ -1,0 +1,40 @@
+"""`chain`: a loop of N steps, each optionally sleeping; used by tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import Field
+
+from wfdash.workflow import Context, Event, StartEvent, StopEvent, Workflow, step
+
+
+class Tick(Event):
+    n: int
+
+
+class ChainStart(StartEvent):
+    steps: int = Field(default=3, ge=1, le=100_000)
+    sleep: float = Field(default=0.0, ge=0, le=60)
+    payload: str = ""
+
+
+class ChainFlow(Workflow):
+    """`steps` ticks, each sleeping `sleep` seconds; `payload` is kept in the store unchanged."""
+
+    @step
+    async def begin(self, ev: ChainStart, ctx: Context) -> Tick:
+        await ctx.store.set("steps", ev.steps)
+        await ctx.store.set("sleep", ev.sleep)
+        if ev.payload:
+            await ctx.store.set("payload", ev.payload)
+        return Tick(n=1)
+
+    @step
+    async def tick(self, ev: Tick, ctx: Context) -> Tick | StopEvent:
+        delay = await ctx.store.get("sleep")
+        if delay:
+            await asyncio.sleep(delay)
+        if ev.n >= await ctx.store.get("steps"):
+            return StopEvent(result={"ticks": ev.n})
+        return Tick(n=ev.n + 1)

@@ -1,0 +1,277 @@
+"""The worker: claims runs atomically, executes many on one loop, heartbeats, resumes, drains."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from wfdash.workflow import Event, HumanResponseEvent, WorkflowHandler, WorkflowSuspendedError
+from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
+from wfdash.workflow.checkpointer import RunInfo, WorkflowCheckpointer
+from wfdash.workflow.errors import SerializationError
+
+from . import registry
+from .models import Checkpoint, Run, RunStatus
+from .store import DatabaseCheckpointStore, default_owner, load_checkpoint, to_engine
+
+log = logging.getLogger("runs.worker")
+
+MAX_ATTEMPTS = 5
+
+
+def claim_runs(worker_id: str, limit: int, lease_seconds: int) -> list[Run]:
+    """Atomically take up to `limit` claimable runs for this worker."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=lease_seconds)
+    changes: dict[str, Any] = {
+        "status": RunStatus.RUNNING,
+        "worker_id": worker_id,
+        "lease_expires_at": lease,
+        "attempts": F("attempts") + 1,
+        "started_at": Coalesce(F("started_at"), now),
+    }
+    with transaction.atomic():
+        candidates = Run.objects.claimable(now).order_by("created_at")
+        if connection.vendor == "postgresql":
+            ids = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
+            if ids:
+                Run.objects.filter(id__in=ids).update(**changes)
+        else:
+            # SQLite: the IMMEDIATE transaction holds the write lock, and each
+            # conditional update must still change exactly one row to count.
+            ids = []
+            for run_id in candidates.values_list("id", flat=True)[:limit]:
+                if Run.objects.claimable(now).filter(id=run_id).update(**changes) == 1:
+                    ids.append(run_id)
+        return list(Run.objects.filter(id__in=ids, worker_id=worker_id))
+
+
+def renew_leases(worker_id: str, run_ids: list[str], lease_seconds: int) -> set[str]:
+    """Extend the leases this worker still holds; return the ids it still owns."""
+    lease = timezone.now() + timedelta(seconds=lease_seconds)
+    owned = Run.objects.filter(id__in=run_ids, worker_id=worker_id, status=RunStatus.RUNNING)
+    owned.update(lease_expires_at=lease)
+    return {str(i) for i in owned.values_list("id", flat=True)}
+
+
+def cancel_requested(worker_id: str) -> set[str]:
+    rows = Run.objects.filter(worker_id=worker_id, status=RunStatus.RUNNING, cancel_requested=True)
+    return {str(i) for i in rows.values_list("id", flat=True)}
+
+
+def release(run_id: str, worker_id: str, status: str) -> None:
+    Run.objects.filter(pk=run_id, worker_id=worker_id, status=RunStatus.RUNNING).update(
+        status=status, worker_id="", lease_expires_at=None
+    )
+
+
+def mark_failed(run_id: str, worker_id: str, message: str) -> None:
+    Run.objects.filter(pk=run_id, worker_id=worker_id).update(
+        status=RunStatus.FAILED, error=message, finished_at=timezone.now(), lease_expires_at=None
+    )
+
+
+def latest_checkpoint(run_id: str) -> Checkpoint | None:
+    return Checkpoint.objects.filter(run_id=run_id).order_by("-seq").first()
+
+
+class Worker:
+    """Executes queued runs; several workers may share one database."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int | None = None,
+        worker_id: str | None = None,
+        lease_seconds: int | None = None,
+        poll_interval: float = 0.2,
+        drain_timeout: float | None = None,
+    ) -> None:
+        self.concurrency = concurrency or settings.WFDASH_WORKER_CONCURRENCY
+        self.worker_id = worker_id or f"{default_owner()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds or settings.WFDASH_LEASE_SECONDS
+        self.poll_interval = poll_interval
+        self.drain_timeout = drain_timeout if drain_timeout is not None else float(self.lease_seconds)
+        self.store = DatabaseCheckpointStore(self.worker_id, managed=True)
+        self.handlers: dict[str, WorkflowHandler] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self.executed = 0
+
+    def request_stop(self) -> None:
+        """SIGTERM: claim nothing more; running steps finish to their checkpoint."""
+        if not self.stopping.is_set():
+            log.info("worker %s draining %d runs", self.worker_id, len(self.tasks))
+            self.stopping.set()
+            self._wakeup.set()
+            for handler in self.handlers.values():
+                handler.suspend()
+
+    async def run(self, *, exit_when_idle: bool = False, install_signals: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        housekeeping = loop.create_task(self._housekeeping())
+        try:
+            while not self.stopping.is_set():
+                free = self.concurrency - len(self.tasks)
+                claimed: list[Run] = []
+                if free > 0:
+                    claimed = await sync_to_async(claim_runs)(self.worker_id, free, self.lease_seconds)
+                    for run in claimed:
+                        self._start(run)
+                if exit_when_idle and not claimed and not self.tasks:
+                    break
+                if not claimed or len(self.tasks) >= self.concurrency:
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+                    except TimeoutError:
+                        pass
+            if self.tasks:
+                _, pending = await asyncio.wait(list(self.tasks.values()), timeout=self.drain_timeout)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    await asyncio.wait(pending)
+        finally:
+            housekeeping.cancel()
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    async def _housekeeping(self) -> None:
+        """Renew leases every third of the lease; stop cancelled runs within half a second."""
+        last_renewal = asyncio.get_running_loop().time()
+        while True:
+            await asyncio.sleep(0.5)
+            if not self.handlers:
+                continue
+            try:
+                for run_id in await sync_to_async(cancel_requested)(self.worker_id):
+                    handler = self.handlers.get(run_id)
+                    if handler is not None:
+                        await handler.cancel_run()
+                now = asyncio.get_running_loop().time()
+                if now - last_renewal >= self.lease_seconds / 3:
+                    last_renewal = now
+                    ids = list(self.handlers)
+                    owned = await sync_to_async(renew_leases)(self.worker_id, ids, self.lease_seconds)
+                    for run_id in set(ids) - owned:
+                        # Another worker took it over (this one was stalled past its lease).
+                        log.warning("lost the lease on run %s; stopping it here", run_id)
+                        handler = self.handlers.get(run_id)
+                        if handler is not None:
+                            await handler.cancel_run()
+            except Exception:
+                log.exception("housekeeping failed; retrying")
+
+    def _start(self, run: Run) -> None:
+        run_id = str(run.id)
+        task = asyncio.get_running_loop().create_task(self._execute(run))
+        self.tasks[run_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.tasks.pop(run_id, None)
+            self.handlers.pop(run_id, None)
+            self.executed += 1
+            self._wakeup.set()
+
+        task.add_done_callback(done)
+
+    async def _execute(self, run: Run) -> None:
+        run_id = str(run.id)
+        try:
+            plan = await sync_to_async(self._plan)(run)
+            handler = plan.launch() if plan is not None else None
+        except Exception as exc:
+            log.warning("run %s cannot start: %s", run_id, exc)
+            await sync_to_async(mark_failed)(run_id, self.worker_id, f"cannot start: {exc}")
+            return
+        if handler is None:
+            return
+        self.handlers[run_id] = handler
+        if self.stopping.is_set():
+            handler.suspend()
+        # Waiting for a human may take days: checkpoint, release the run, free the slot.
+        handler.on_idle(handler.suspend)
+        try:
+            await handler
+        except WorkflowSuspendedError:
+            status = RunStatus.WAITING if handler.ctx.is_waiting_for_input else RunStatus.QUEUED
+            await sync_to_async(release)(run_id, self.worker_id, status)
+        except asyncio.CancelledError:
+            await sync_to_async(release)(run_id, self.worker_id, RunStatus.QUEUED)
+            raise
+        except Exception as exc:  # the store recorded the failure
+            log.info("run %s ended: %s", run_id, exc)
+
+    def _plan(self, run: Run) -> _LaunchPlan | None:
+        """Read what the run needs from the database; None if the run was failed instead."""
+        run_id = str(run.id)
+        if run.attempts > MAX_ATTEMPTS:
+            mark_failed(run_id, self.worker_id, f"gave up after {MAX_ATTEMPTS} attempts: its worker died each time")
+            return None
+        workflow = registry.get_workflow(run.workflow)
+        plan = _LaunchPlan(WorkflowCheckpointer(workflow, store=self.store), run_id)
+        latest = latest_checkpoint(run_id)
+        if run.pending_input is not None:
+            answer = workflow.event_registry.decode(run.pending_input)
+            if not isinstance(answer, HumanResponseEvent):
+                raise SerializationError("pending input is not a HumanResponseEvent")
+            plan.send.append(answer)
+            Run.objects.filter(pk=run_id).update(pending_input=None)
+        if latest is not None:
+            plan.resume_from = to_engine(latest, workflow)
+        elif run.parent_checkpoint_id is not None:
+            plan.fork_from = load_checkpoint(str(run.parent_checkpoint_id), workflow)
+            edits = run.fork_edits or {}
+            if edits.get("output_event") is not None:
+                plan.output_event = workflow.event_registry.decode(edits["output_event"])
+            plan.store_edits = edits.get("store") or None
+        else:
+            if run.start_event is None:
+                raise SerializationError("run has no start event")
+            start = workflow.event_registry.decode(run.start_event)
+            if not isinstance(start, workflow.start_event_class):
+                raise SerializationError(f"start event must be a {workflow.start_event_class.__name__}")
+            plan.start_event = start
+        return plan
+
+
+class _LaunchPlan:
+    """How to (re)start one run, built from database reads outside the event loop."""
+
+    def __init__(self, checkpointer: WorkflowCheckpointer, run_id: str) -> None:
+        self.checkpointer = checkpointer
+        self.run_id = run_id
+        self.send: list[Event] = []
+        self.resume_from: EngineCheckpoint | None = None
+        self.fork_from: EngineCheckpoint | None = None
+        self.output_event: Event | None = None
+        self.store_edits: dict[str, Any] | None = None
+        self.start_event: Event | None = None
+
+    def launch(self) -> WorkflowHandler:
+        cp = self.checkpointer
+        if self.resume_from is not None:
+            return cp.resume(self.resume_from, send=self.send)
+        if self.fork_from is not None:
+            return cp.run_from(
+                self.fork_from, output_event=self.output_event, store=self.store_edits, run_id=self.run_id
+            )
+        assert self.start_event is not None
+        return cp._launch(RunInfo(self.run_id, cp.workflow, self.start_event), dispatch=[(None, self.start_event)])

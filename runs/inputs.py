@@ -1,0 +1,89 @@
+"""Validation of what users send: start inputs, fork edits, human answers.
+
+Each function raises InputError with one line naming what is wrong, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from wfdash.workflow import Event, HumanResponseEvent, InputRequiredEvent, StopEvent, Workflow
+from wfdash.workflow.errors import SerializationError
+from wfdash.workflow.serialization import encode_event, encode_value, validate_event
+
+from . import registry
+
+
+class InputError(ValueError):
+    """Bad user input; the message is shown as is."""
+
+
+def parse_json_object(raw: str | bytes | None, what: str) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def workflow_named(name: str) -> Workflow:
+    try:
+        return registry.get_workflow(name)
+    except registry.UnknownWorkflow as exc:
+        raise InputError(str(exc)) from None
+
+
+def start_event(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:
+    """The encoded start event for `fields`, validated against the workflow's start event class."""
+    try:
+        ev = validate_event(workflow.start_event_class, fields)
+        return encode_event(ev)
+    except SerializationError as exc:
+        raise InputError(str(exc)) from None
+
+
+def fork_edits(workflow: Workflow, output_event: Event | None, edit: Any, store: Any) -> dict[str, Any]:
+    """Validated edits for a fork: `edit` is the new output event's fields, or {"type", "data"}."""
+    edits: dict[str, Any] = {}
+    if edit is not None:
+        if not isinstance(edit, dict):
+            raise InputError("the output event must be a JSON object")
+        reg = workflow.event_registry
+        if set(edit) == {"type", "data"}:
+            if edit["type"] not in reg:
+                raise InputError(f"unknown event type {edit['type']!r} for this workflow")
+            cls = reg.get(edit["type"])
+            data = edit["data"]
+        elif output_event is not None:
+            cls, data = type(output_event), edit
+        else:
+            raise InputError('this checkpoint has no output event; give {"type": ..., "data": {...}}')
+        if not isinstance(data, dict):
+            raise InputError("the output event's data must be a JSON object")
+        if not workflow.accepting_steps(cls) and not issubclass(cls, StopEvent | InputRequiredEvent):
+            raise InputError(f"no step of this workflow accepts {cls.__name__}")
+        try:
+            edits["output_event"] = encode_event(validate_event(cls, data))
+        except SerializationError as exc:
+            raise InputError(str(exc)) from None
+    if store is not None:
+        if not isinstance(store, dict):
+            raise InputError("store edits must be a JSON object")
+        try:
+            edits["store"] = {str(k): encode_value(str(k), v) for k, v in store.items()}
+        except SerializationError as exc:
+            raise InputError(str(exc)) from None
+    return edits
+
+
+def human_response(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return encode_event(validate_event(HumanResponseEvent, fields))
+    except SerializationError as exc:
+        raise InputError(str(exc)) from None

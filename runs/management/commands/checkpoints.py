@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from runs.models import Checkpoint
+
+
+class Command(BaseCommand):
+    help = "List checkpoints matching every given filter (AND), oldest first."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--run", default=None, help="run id")
+        parser.add_argument("--workflow", default=None)
+        parser.add_argument("--step", default=None, help="last completed step")
+        parser.add_argument("--input-event-type", default=None)
+        parser.add_argument("--output-event-type", default=None)
+        parser.add_argument("--limit", type=int, default=None)
+        parser.add_argument("--json", action="store_true", help="JSON Lines")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        qs = Checkpoint.objects.all()
+        if opts["run"]:
+            try:
+                qs = qs.filter(run_id=uuid.UUID(opts["run"]))
+            except ValueError:
+                raise CommandError(f"--run must be a run id (UUID), got {opts['run']!r}") from None
+        for option, field in (
+            ("workflow", "workflow"),
+            ("step", "last_completed_step"),
+            ("input_event_type", "input_event_type"),
+            ("output_event_type", "output_event_type"),
+        ):
+            if opts[option]:
+                qs = qs.filter(**{field: opts[option]})
+        qs = qs.order_by("created_at", "run_id", "seq").only(
+            "id", "run_id", "seq", "workflow", "last_completed_step", "input_event_type", "output_event_type",
+            "created_at", "duration_ms",
+        )
+        if opts["limit"] is not None:
+            qs = qs[: opts["limit"]]
+        for c in qs.iterator(chunk_size=2000):
+            row = {
+                "id": str(c.id),
+                "run_id": str(c.run_id),
+                "seq": c.seq,
+                "workflow": c.workflow,
+                "last_completed_step": c.last_completed_step,
+                "input_event_type": c.input_event_type,
+                "output_event_type": c.output_event_type,
+                "created_at": c.created_at.isoformat(),
+                "duration_ms": round(c.duration_ms, 3),
+            }
+            if opts["json"]:
+                self.stdout.write(json.dumps(row))
+            else:
+                self.stdout.write(
+                    f"{row['id']}  {row['run_id']}  #{c.seq:<4} {c.last_completed_step:<24} "
+                    f"{c.input_event_type} -> {c.output_event_type or '-'}  {row['created_at']}"
+                )

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from runs.inputs import InputError, parse_json_object
+from runs.models import fork_run
+
+from ._follow import report
+
+
+class Command(BaseCommand):
+    help = "Queue a new run from a checkpoint, optionally with an edited output event or store values."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("checkpoint", help="checkpoint id")
+        parser.add_argument("--output-event", default=None, help='JSON: the event\'s fields, or {"type", "data"}')
+        parser.add_argument("--store", default=None, help="JSON object of store values to override")
+        parser.add_argument("--wait", action="store_true")
+        parser.add_argument("--timeout", type=float, default=None)
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        try:
+            edit = parse_json_object(opts["output_event"], "--output-event") if opts["output_event"] else None
+            store = parse_json_object(opts["store"], "--store") if opts["store"] else None
+            run = fork_run(opts["checkpoint"], output_event=edit, store=store)
+        except InputError as exc:
+            raise CommandError(str(exc)) from None
+        except json.JSONDecodeError as exc:  # pragma: no cover - parse_json_object covers it
+            raise CommandError(str(exc)) from None
+        report(self, run, opts["wait"], opts["timeout"])

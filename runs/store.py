@@ -1,0 +1,319 @@
+"""The engine's checkpoint store on the Django ORM.
+
+Writes from all runs of one process go through one writer that commits them in
+batches (group commit): a step's output is dispatched only after the batch holding
+its checkpoint committed, and concurrent runs share the cost of a commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import socket
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from wfdash.workflow import Workflow, WorkflowCancelledError
+from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
+from wfdash.workflow.checkpointer import RunInfo
+from wfdash.workflow.errors import SerializationError
+from wfdash.workflow.serialization import encode_event
+
+from . import registry
+from .models import Blob, Checkpoint, Run, RunStatus
+
+# Store values whose JSON is longer than this go to a content-addressed blob.
+BLOB_THRESHOLD = 256
+
+
+class LeaseLost(RuntimeError):
+    """This process no longer owns the run: another worker took it over."""
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Batcher:
+    """Runs write operations of many coroutines in one transaction per batch."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, op: Callable[[], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((op, future))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                outcomes = await sync_to_async(_apply_batch)([op for op, _ in batch])
+            except BaseException as exc:  # the commit itself failed: every op in it failed
+                outcomes = [exc] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+
+def _apply_batch(ops: list[Callable[[], Any]]) -> list[Any]:
+    outcomes: list[Any] = []
+    with transaction.atomic():
+        for op in ops:
+            try:
+                # A savepoint per op: one failing write does not undo the others.
+                with transaction.atomic():
+                    outcomes.append(op())
+            except Exception as exc:
+                outcomes.append(exc)
+    return outcomes
+
+
+class DatabaseCheckpointStore:
+    """Implements the engine's CheckpointStore on the `runs` models.
+
+    Used directly (a notebook, a script) it creates the Run row itself; a worker
+    passes `managed=True` because it claimed the row already.
+    """
+
+    def __init__(self, owner: str | None = None, *, managed: bool = False) -> None:
+        self.owner = owner or f"local:{default_owner()}"
+        self.managed = managed
+        self._batcher = _Batcher()
+        # Blob hashes this process already wrote, and per (run, key) the last
+        # encoded value and its hash, so unchanged values cost nothing.
+        self._known_blobs: OrderedDict[str, None] = OrderedDict()
+        self._value_hashes: dict[tuple[str, str], tuple[Any, str]] = {}
+        self.on_checkpoint: Callable[[Checkpoint], None] | None = None
+
+    # -- writing -------------------------------------------------------------
+
+    async def run_started(self, run: RunInfo) -> None:
+        if self.managed:
+            return
+        name = registry.name_of(run.workflow)
+        start = encode_event(run.start_event) if run.start_event is not None else None
+        owner = self.owner
+
+        def op() -> None:
+            now = timezone.now()
+            if Run.objects.filter(pk=run.run_id).exists():
+                # Resuming a run this process owns again.
+                Run.objects.filter(pk=run.run_id).update(status=RunStatus.RUNNING, worker_id=owner)
+                return
+            Run.objects.create(
+                id=run.run_id,
+                workflow=name,
+                status=RunStatus.RUNNING,
+                start_event=start,
+                parent_checkpoint_id=run.parent_checkpoint_id,
+                fork_edits=run.edits,
+                created_at=now,
+                started_at=now,
+                worker_id=owner,
+                attempts=1,
+            )
+
+        await self._batcher.submit(op)
+
+    async def put_checkpoint(self, checkpoint: EngineCheckpoint, workflow: Workflow) -> None:
+        state, blobs = self._split_state(checkpoint.run_id, checkpoint.ctx_state)
+        row = Checkpoint(
+            id=checkpoint.id_,
+            run_id=checkpoint.run_id,
+            workflow=registry.name_of(workflow),
+            seq=checkpoint.seq,
+            last_completed_step=checkpoint.last_completed_step,
+            input_event_type=type(checkpoint.input_event).__name__,
+            output_event_type=type(checkpoint.output_event).__name__ if checkpoint.output_event is not None else "",
+            input_event=encode_event(checkpoint.input_event),
+            output_event=encode_event(checkpoint.output_event) if checkpoint.output_event is not None else None,
+            ctx_state=state,
+            created_at=checkpoint.created_at,
+            duration_ms=checkpoint.duration_ms,
+            usage=checkpoint.ctx_state.get("usage") if isinstance(checkpoint.ctx_state, dict) else None,
+        )
+        owner = self.owner
+        notify = self.on_checkpoint
+
+        def op() -> None:
+            if blobs:
+                Blob.objects.bulk_create([Blob(hash=h, data=data) for h, data in blobs.items()], ignore_conflicts=True)
+            # Only the owner of the run may extend it: a worker that lost its
+            # lease must not write beside the one that took over.
+            if not Run.objects.filter(pk=row.run_id, worker_id=owner, status=RunStatus.RUNNING).exists():
+                raise LeaseLost(f"run {row.run_id} is no longer owned by {owner}")
+            try:
+                row.save(force_insert=True)
+            except IntegrityError as exc:
+                raise LeaseLost(f"run {row.run_id} already has checkpoint seq {row.seq}") from exc
+            if notify is not None:
+                transaction.on_commit(lambda: notify(row))
+
+        await self._batcher.submit(op)
+        for h in blobs:
+            self._remember_blob(h)
+
+    async def run_finished(self, run_id: str, result: Any, error: BaseException | None) -> None:
+        owner = self.owner
+        fields: dict[str, Any] = {"finished_at": timezone.now(), "lease_expires_at": None}
+        if error is None:
+            fields.update(status=RunStatus.SUCCEEDED, result=_json_result(result), error="", error_traceback="")
+        elif isinstance(error, WorkflowCancelledError):
+            fields.update(status=RunStatus.CANCELLED, error="cancelled")
+        elif isinstance(error, LeaseLost | asyncio.CancelledError):
+            return  # another worker owns the run now, or this worker is shutting down
+        else:
+            fields.update(status=RunStatus.FAILED, error=str(error), error_traceback=_format_traceback(error))
+
+        def op() -> None:
+            Run.objects.filter(pk=run_id, worker_id=owner).exclude(status__in=[RunStatus.CANCELLED]).update(**fields)
+
+        await self._batcher.submit(op)
+        self._forget_run(run_id)
+
+    # -- reading -------------------------------------------------------------
+
+    async def get_checkpoint(self, checkpoint_id: str, workflow: Workflow) -> EngineCheckpoint:
+        return await sync_to_async(load_checkpoint)(checkpoint_id, workflow)
+
+    async def list_checkpoints(
+        self,
+        workflow: Workflow,
+        *,
+        run_id: str | None = None,
+        last_completed_step: str | None = None,
+        input_event_type: str | None = None,
+        output_event_type: str | None = None,
+    ) -> list[EngineCheckpoint]:
+        def query() -> list[EngineCheckpoint]:
+            qs = Checkpoint.objects.filter(workflow=registry.name_of(workflow))
+            if run_id is not None:
+                qs = qs.filter(run_id=run_id)
+            if last_completed_step is not None:
+                qs = qs.filter(last_completed_step=last_completed_step)
+            if input_event_type is not None:
+                qs = qs.filter(input_event_type=input_event_type)
+            if output_event_type is not None:
+                qs = qs.filter(output_event_type=output_event_type)
+            return [to_engine(row, workflow) for row in qs.order_by("created_at", "seq")]
+
+        return await sync_to_async(query)()
+
+    # -- blobs -----------------------------------------------------------------
+
+    def _split_state(self, run_id: str, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Replace large store values by blob references; return (state, new blobs)."""
+        blobs: dict[str, str] = {}
+        stored: dict[str, Any] = {}
+        for key, value in state.get("store", {}).items():
+            if isinstance(value, int | float | bool | type(None)):
+                stored[key] = {"v": value}
+                continue
+            cached = self._value_hashes.get((run_id, key))
+            # Strings are immutable: the same object means the same content.
+            if cached is not None and cached[0] is value and isinstance(value, str):
+                stored[key] = {"b": cached[1]}
+                continue
+            data = canonical_json(value)
+            if len(data) <= BLOB_THRESHOLD:
+                stored[key] = {"v": value}
+                continue
+            digest = hashlib.sha256(data.encode()).hexdigest()
+            self._value_hashes[(run_id, key)] = (value, digest)
+            if digest not in self._known_blobs:
+                blobs[digest] = data
+            stored[key] = {"b": digest}
+        out = dict(state)
+        out["store"] = stored
+        return out, blobs
+
+    def _remember_blob(self, digest: str) -> None:
+        self._known_blobs[digest] = None
+        self._known_blobs.move_to_end(digest)
+        while len(self._known_blobs) > 10_000:
+            self._known_blobs.popitem(last=False)
+
+    def _forget_run(self, run_id: str) -> None:
+        for key in [k for k in self._value_hashes if k[0] == run_id]:
+            del self._value_hashes[key]
+
+
+def _json_result(result: Any) -> Any:
+    try:
+        return json.loads(json.dumps(result))
+    except (TypeError, ValueError):
+        return {"repr": repr(result), "note": "the result was not JSON-serializable"}
+
+
+def _format_traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))[-20_000:]
+
+
+def expand_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The engine's snapshot from a stored one: blob references replaced by their values."""
+    if not isinstance(state, dict) or not isinstance(state.get("store"), dict):
+        raise SerializationError("corrupt stored snapshot: no store")
+    refs = {v["b"] for v in state["store"].values() if isinstance(v, dict) and "b" in v}
+    blobs = {b.hash: b.data for b in Blob.objects.filter(hash__in=refs)} if refs else {}
+    store: dict[str, Any] = {}
+    for key, entry in state["store"].items():
+        if isinstance(entry, dict) and "v" in entry:
+            store[key] = entry["v"]
+        elif isinstance(entry, dict) and entry.get("b") in blobs:
+            store[key] = json.loads(blobs[entry["b"]])
+        else:
+            raise SerializationError(f"corrupt stored snapshot: store key {key!r} refers to a missing value")
+    out = dict(state)
+    out["store"] = store
+    return out
+
+
+def to_engine(row: Checkpoint, workflow: Workflow) -> EngineCheckpoint:
+    """Decode a stored checkpoint through `workflow`'s own event registry."""
+    return EngineCheckpoint.from_record(
+        {
+            "id": str(row.id),
+            "run_id": str(row.run_id),
+            "seq": row.seq,
+            "last_completed_step": row.last_completed_step,
+            "input_event": row.input_event,
+            "output_event": row.output_event,
+            "ctx_state": expand_state(row.ctx_state),
+            "created_at": row.created_at,
+            "duration_ms": row.duration_ms,
+        },
+        workflow.event_registry,
+    )
+
+
+def load_checkpoint(checkpoint_id: str, workflow: Workflow) -> EngineCheckpoint:
+    try:
+        row = Checkpoint.objects.get(pk=checkpoint_id)
+    except (Checkpoint.DoesNotExist, ValueError, TypeError):
+        raise KeyError(f"unknown checkpoint {checkpoint_id!r}") from None
+    expected = registry.name_of(workflow)
+    if row.workflow != expected:
+        raise SerializationError(f"checkpoint {checkpoint_id} belongs to workflow {row.workflow!r}, not {expected!r}")
+    return to_engine(row, workflow)
