@@ -21,9 +21,9 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from wfdash.workflow import Workflow, WorkflowCancelledError
+from wfdash.workflow import Workflow, WorkflowCancelledError, WorkflowSuspendedError
 from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
-from wfdash.workflow.checkpointer import RunInfo
+from wfdash.workflow.checkpointer import RunInfo, validate_snapshot
 from wfdash.workflow.errors import SerializationError
 from wfdash.workflow.serialization import encode_event
 
@@ -182,8 +182,10 @@ class DatabaseCheckpointStore:
             fields.update(status=RunStatus.SUCCEEDED, result=_json_result(result), error="", error_traceback="")
         elif isinstance(error, WorkflowCancelledError):
             fields.update(status=RunStatus.CANCELLED, error="cancelled")
-        elif isinstance(error, LeaseLost | asyncio.CancelledError):
-            return  # another worker owns the run now, or this worker is shutting down
+        elif isinstance(error, LeaseLost | WorkflowSuspendedError | asyncio.CancelledError):
+            # Another worker owns the run now, or it paused at a checkpoint: the
+            # caller decides what the run's status becomes.
+            return
         else:
             fields.update(status=RunStatus.FAILED, error=str(error), error_traceback=_format_traceback(error))
 
@@ -291,8 +293,10 @@ def expand_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_engine(row: Checkpoint, workflow: Workflow) -> EngineCheckpoint:
-    """Decode a stored checkpoint through `workflow`'s own event registry."""
-    return EngineCheckpoint.from_record(
+    """Decode a stored checkpoint through `workflow`'s own event registry, checking its snapshot."""
+    if row.last_completed_step not in workflow.steps:
+        raise SerializationError(f"unknown step {row.last_completed_step!r}")
+    checkpoint = EngineCheckpoint.from_record(
         {
             "id": str(row.id),
             "run_id": str(row.run_id),
@@ -306,6 +310,8 @@ def to_engine(row: Checkpoint, workflow: Workflow) -> EngineCheckpoint:
         },
         workflow.event_registry,
     )
+    validate_snapshot(workflow, checkpoint.ctx_state)
+    return checkpoint
 
 
 def load_checkpoint(checkpoint_id: str, workflow: Workflow) -> EngineCheckpoint:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from wfdash.workflow import Context, Event, StartEvent, StopEvent, Workflow, step
 
@@ -14,6 +14,8 @@ class Tick(Event):
 
 
 class ChainStart(StartEvent):
+    model_config = ConfigDict(extra="forbid")
+
     steps: int = Field(default=3, ge=1, le=100_000)
     sleep: float = Field(default=0.0, ge=0, le=60)
     payload: str = ""

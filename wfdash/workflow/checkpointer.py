@@ -67,6 +67,11 @@ class Checkpoint(BaseModel):
             raise SerializationError(f"corrupt checkpoint record: {exc!r}") from None
 
 
+def validate_snapshot(workflow: Workflow, state: dict[str, Any]) -> None:
+    """Raise SerializationError unless `state` restores cleanly into `workflow`."""
+    Context(workflow, "validation").restore(state)
+
+
 def _parse_time(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
@@ -252,6 +257,7 @@ class WorkflowCheckpointer:
             raise SerializationError(
                 f"checkpoint's step {checkpoint.last_completed_step!r} is not a step of {type(self.workflow).__name__}"
             )
+        validate_snapshot(self.workflow, checkpoint.ctx_state)
         edits: dict[str, Any] = {}
         event = checkpoint.output_event
         if output_event is not None:

@@ -1,0 +1,137 @@
+"""startrun, checkpoints, fork: output formats, and one clear line with exit code 1 for bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runs.models import Checkpoint, Run, RunStatus
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _counts() -> tuple[int, int]:
+    return Run.objects.count(), Checkpoint.objects.count()
+
+
+def _assert_refused(result, *fragments: str) -> None:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def finished_run(spawn, manage) -> Run:
+    started = manage("startrun", "chain", "--input", '{"steps": 3}')
+    run = Run.objects.get(pk=started.stdout.strip())
+    spawn("wfworker", "--exit-when-idle").wait(timeout=60)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    return run
+
+
+def test_it_starts_a_run_and_waits_for_its_result(spawn, manage) -> None:
+    spawn("wfworker")
+    result = manage("startrun", "chain", "--input", '{"steps": 2}', "--wait")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    run = Run.objects.get(pk=lines[0])
+    assert json.loads(lines[-1]) == {"ticks": 2}
+    assert run.status == RunStatus.SUCCEEDED
+
+
+def test_it_exits_1_with_the_error_when_a_waited_run_fails(spawn, manage) -> None:
+    spawn("wfworker")
+    result = manage("startrun", "flaky_forever", "--wait")
+    assert result.returncode == 1
+    assert "failed" in result.stderr and "needs fixing" in result.stderr
+    assert Run.objects.get(pk=result.stdout.strip().splitlines()[0]).status == RunStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["nope"], ["unknown workflow 'nope'", "chain"]),
+        (["chain", "--input", "{not json"], ["--input is not valid JSON"]),
+        (["chain", "--input", "[1, 2]"], ["--input must be a JSON object"]),
+        (["chain", "--input", '{"steps": "many"}'], ["invalid ChainStart", "steps"]),
+        (["chain", "--input", '{"steps": 3, "colour": "red"}'], ["invalid ChainStart", "colour"]),
+    ],
+)
+def test_it_refuses_bad_start_input_and_writes_nothing(manage, args, fragments) -> None:
+    before = _counts()
+    _assert_refused(manage("startrun", *args), *fragments)
+    assert _counts() == before
+
+
+def test_it_lists_checkpoints_as_json_lines_with_filters(finished_run, manage) -> None:
+    result = manage("checkpoints", "--run", str(finished_run.id), "--step", "tick", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["seq"] for r in rows] == [2, 3, 4]
+    for key in ("id", "run_id", "seq", "last_completed_step", "input_event_type", "output_event_type", "created_at"):
+        assert key in rows[0]
+    stop = manage("checkpoints", "--workflow", "chain", "--output-event-type", "StopEvent", "--json")
+    assert [json.loads(line)["seq"] for line in stop.stdout.splitlines()] == [4]
+    none = manage("checkpoints", "--workflow", "chain", "--input-event-type", "ChainStart", "--step", "tick")
+    assert none.returncode == 0 and none.stdout.strip() == ""
+    _assert_refused(manage("checkpoints", "--run", "not-a-uuid"), "--run must be a run id")
+
+
+def test_it_forks_with_and_without_an_edit(finished_run, spawn, manage) -> None:
+    ckpt = Checkpoint.objects.get(run=finished_run, seq=1)
+    spawn("wfworker")
+    plain = manage("fork", str(ckpt.id), "--wait")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout.strip().splitlines()[-1]) == {"ticks": 3}
+    edited = manage("fork", str(ckpt.id), "--output-event", '{"n": 3}', "--wait")
+    assert edited.returncode == 0, edited.stderr
+    child = Run.objects.get(pk=edited.stdout.splitlines()[0])
+    assert child.parent_checkpoint_id == ckpt.id
+    assert child.fork_edits == {"output_event": {"type": "Tick", "data": {"n": 3}}}
+    assert list(Checkpoint.objects.filter(run=child).values_list("seq", flat=True)) == [1]
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragments"),
+    [
+        ("{oops", ["--output-event is not valid JSON"]),
+        ('{"n": "three"}', ["invalid Tick", "n"]),
+        ('{"type": "Nope", "data": {}}', ["unknown event type 'Nope'"]),
+        ('{"type": "os.system", "data": {}}', ["unknown event type 'os.system'"]),
+        ('{"type": "HumanResponseEvent", "data": {}}', ["no step of this workflow accepts HumanResponseEvent"]),
+    ],
+)
+def test_it_refuses_bad_fork_edits_and_writes_nothing(finished_run, manage, edit, fragments) -> None:
+    ckpt = Checkpoint.objects.get(run=finished_run, seq=2)
+    before = _counts()
+    _assert_refused(manage("fork", str(ckpt.id), "--output-event", edit), *fragments)
+    assert _counts() == before
+
+
+def test_it_refuses_an_unknown_checkpoint(manage) -> None:
+    _assert_refused(manage("fork", "00000000-0000-0000-0000-000000000000"), "unknown checkpoint")
+    _assert_refused(manage("fork", "garbage"), "unknown checkpoint")
+    assert _counts() == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda c: setattr(c, "output_event", {"type": "subprocess.Popen", "data": {}}),
+        lambda c: setattr(c, "ctx_state", {**c.ctx_state, "queued": [{"step": "evil", "event": c.input_event}]}),
+        lambda c: setattr(c, "ctx_state", {"store": {}}),
+        lambda c: setattr(c, "ctx_state", {**c.ctx_state, "store": {"k": {"b": "0" * 64}}}),
+    ],
+)
+def test_it_refuses_to_fork_a_tampered_checkpoint(finished_run, manage, tamper) -> None:
+    ckpt = Checkpoint.objects.get(run=finished_run, seq=2)
+    tamper(ckpt)
+    ckpt.save()
+    before = _counts()
+    _assert_refused(manage("fork", str(ckpt.id)), "cannot be restored")
+    assert _counts() == before

@@ -1,0 +1,104 @@
+"""DatabaseCheckpointStore: the engine's checkpointer writing to the database from any process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from runs.examples.chain import ChainFlow, ChainStart
+from runs.models import Blob, Checkpoint, Run, RunStatus
+from runs.store import DatabaseCheckpointStore
+from wfdash.workflow.checkpointer import WorkflowCheckpointer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _rows(run_id: str) -> list[Checkpoint]:
+    return list(Checkpoint.objects.filter(run_id=run_id).order_by("seq"))
+
+
+async def test_it_writes_runs_and_checkpoints_from_a_notebook_style_checkpointer() -> None:
+    checkpointer = WorkflowCheckpointer(ChainFlow(), store=DatabaseCheckpointStore())
+    handler = checkpointer.run(steps=3)
+    assert await handler == {"ticks": 3}
+
+    run = await Run.objects.aget(pk=handler.run_id)
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.workflow == "chain"
+    assert run.result == {"ticks": 3}
+    assert run.start_event["type"] == "ChainStart"
+    rows = await sync_to_async(_rows)(handler.run_id)
+    assert [r.seq for r in rows] == [1, 2, 3, 4]
+    assert [r.last_completed_step for r in rows] == ["begin", "tick", "tick", "tick"]
+    assert rows[0].input_event_type == "ChainStart" and rows[-1].output_event_type == "StopEvent"
+    assert all(r.workflow == "chain" for r in rows)
+
+
+async def test_it_lists_and_reads_checkpoints_back_through_the_registry() -> None:
+    store = DatabaseCheckpointStore()
+    workflow = ChainFlow()
+    handler = WorkflowCheckpointer(workflow, store=store).run(steps=2)
+    await handler
+    listed = await store.list_checkpoints(workflow, run_id=handler.run_id, last_completed_step="tick")
+    assert [c.seq for c in listed] == [2, 3]
+    one = await store.get_checkpoint(listed[0].id_, workflow)
+    assert one.output_event is not None and one.output_event.n == 2  # type: ignore[attr-defined]
+    assert one.ctx_state["store"]["steps"] == 2
+
+
+async def test_it_forks_from_a_stored_checkpoint_in_a_new_run() -> None:
+    store = DatabaseCheckpointStore()
+    workflow = ChainFlow()
+    first = WorkflowCheckpointer(workflow, store=store)
+    handler = first.run(steps=4)
+    await handler
+    ckpt = (await store.list_checkpoints(workflow, run_id=handler.run_id, last_completed_step="begin"))[0]
+
+    again = WorkflowCheckpointer(ChainFlow(), store=store)
+    child = again.run_from(ckpt, store={"steps": 2})
+    assert await child == {"ticks": 2}
+    run = await Run.objects.aget(pk=child.run_id)
+    assert str(run.parent_checkpoint_id) == ckpt.id_
+    assert run.fork_edits == {"store": {"steps": 2}}
+    assert [r.seq for r in await sync_to_async(_rows)(child.run_id)] == [1, 2]
+    parent_rows = await sync_to_async(_rows)(handler.run_id)
+    assert len(parent_rows) == 5  # the parent is untouched
+
+
+async def test_it_stores_an_unchanging_large_value_once() -> None:
+    document = "x" * 100_000
+    handler = WorkflowCheckpointer(ChainFlow(), store=DatabaseCheckpointStore()).run(
+        start_event=ChainStart(steps=20, payload=document)
+    )
+    await handler
+    rows = await sync_to_async(_rows)(handler.run_id)
+    assert len(rows) == 21
+    sizes = [len(json.dumps(r.ctx_state)) for r in rows]
+    assert max(sizes) < 1000, sizes
+    assert await Blob.objects.acount() == 1
+    blob = await Blob.objects.aget()
+    assert len(blob.data) > 100_000
+
+
+async def test_it_keeps_checkpoint_size_flat_in_run_length() -> None:
+    handler = WorkflowCheckpointer(ChainFlow(), store=DatabaseCheckpointStore()).run(steps=1000)
+    await handler
+    rows = await sync_to_async(_rows)(handler.run_id)
+    size_10 = len(json.dumps(rows[9].ctx_state)) + len(json.dumps(rows[9].input_event))
+    size_1000 = len(json.dumps(rows[999].ctx_state)) + len(json.dumps(rows[999].input_event))
+    assert size_1000 - size_10 <= 3  # only the counter's digits differ
+
+
+async def test_it_refuses_to_extend_a_run_owned_by_another_worker() -> None:
+    store = DatabaseCheckpointStore()
+    handler = WorkflowCheckpointer(ChainFlow(), store=store).run(steps=50, sleep=0.01)
+    while await Checkpoint.objects.filter(run_id=handler.run_id).acount() < 2:
+        await asyncio.sleep(0.01)
+    await Run.objects.filter(pk=handler.run_id).aupdate(worker_id="someone-else")
+    with pytest.raises(Exception, match="no longer owned"):
+        await handler
+    run = await Run.objects.aget(pk=handler.run_id)
+    assert run.status == RunStatus.RUNNING and run.worker_id == "someone-else"

@@ -1,0 +1,167 @@
+"""The worker, in this process: executes queued runs, forks, human input, cancel, retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from runs.executor import Worker, claim_runs
+from runs.models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _drain(**kwargs: object) -> Worker:
+    worker = Worker(poll_interval=0.05, **kwargs)  # type: ignore[arg-type]
+    await asyncio.wait_for(worker.run(exit_when_idle=True, install_signals=False), 60)
+    return worker
+
+
+async def _refresh(run: Run) -> Run:
+    await run.arefresh_from_db()
+    return run
+
+
+async def _steps(run: Run) -> list[str]:
+    return [
+        s async for s in Checkpoint.objects.filter(run=run).order_by("seq").values_list("last_completed_step", flat=True)
+    ]
+
+
+async def test_it_executes_queued_runs_and_records_their_results() -> None:
+    runs = [await sync_to_async(start_run)("chain", {"steps": 3}) for _ in range(5)]
+    worker = await _drain(concurrency=3)
+    assert worker.executed == 5
+    for run in runs:
+        run = await _refresh(run)
+        assert run.status == RunStatus.SUCCEEDED
+        assert run.result == {"ticks": 3}
+        assert run.attempts == 1
+        assert run.started_at is not None and run.finished_at is not None
+        assert await _steps(run) == ["begin", "tick", "tick", "tick"]
+
+
+async def test_it_runs_the_wordcount_demo_with_fan_out_and_fan_in() -> None:
+    run = await sync_to_async(start_run)("wordcount", {"text": "one two three four five six seven", "chunks": 3})
+    await _drain()
+    run = await _refresh(run)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.result == {"words": 7, "chunks": 3}
+    steps = await _steps(run)
+    assert steps.count("count") == 3 and steps.count("total") == 3 and steps[0] == "split"
+
+
+async def test_it_retries_the_flaky_demo_and_fails_the_broken_one_with_its_step_named() -> None:
+    ok = await sync_to_async(start_run)("flaky", {"failures": 2})
+    broken = await sync_to_async(start_run)("flaky_forever", {})
+    await _drain()
+    ok = await _refresh(ok)
+    assert ok.status == RunStatus.SUCCEEDED and ok.result == {"attempts": 3}
+    broken = await _refresh(broken)
+    assert broken.status == RunStatus.FAILED
+    assert "process" in broken.error and "needs fixing" in broken.error
+    assert "ValueError" in broken.error_traceback
+
+    # Retry after the fix: fork the failed run's latest checkpoint with a store edit.
+    latest = await Checkpoint.objects.filter(run=broken).order_by("-seq").afirst()
+    assert latest is not None
+    child = await sync_to_async(fork_run)(latest.id, store={"fixed": True})
+    await _drain()
+    child = await _refresh(child)
+    assert child.status == RunStatus.SUCCEEDED and child.result == {"processed": True}
+    assert child.parent_checkpoint_id == latest.id
+    assert await _steps(child) == ["process"]
+
+
+async def test_it_forks_with_an_edited_output_event() -> None:
+    run = await sync_to_async(start_run)("chain", {"steps": 5})
+    await _drain()
+    ckpt = await Checkpoint.objects.aget(run=run, seq=2)  # tick 1 -> Tick(n=2)
+    child = await sync_to_async(fork_run)(ckpt.id, output_event={"n": 4})
+    plain = await sync_to_async(fork_run)(ckpt.id)
+    await _drain()
+    child = await _refresh(child)
+    assert child.status == RunStatus.SUCCEEDED
+    assert child.fork_edits == {"output_event": {"type": "Tick", "data": {"n": 4}}}
+    assert await _steps(child) == ["tick", "tick"]  # 4 -> 5 -> stop
+    plain = await _refresh(plain)
+    assert await _steps(plain) == ["tick", "tick", "tick", "tick"]  # 2, 3, 4, 5
+    assert await Checkpoint.objects.filter(run=run).acount() == 6  # parent untouched
+
+
+async def test_it_waits_for_a_human_answer_and_then_finishes() -> None:
+    run = await sync_to_async(start_run)("approval", {"subject": "the plan"})
+    await _drain()
+    run = await _refresh(run)
+    assert run.status == RunStatus.WAITING
+    assert run.worker_id == "" and run.lease_expires_at is None
+    assert await sync_to_async(respond)(run, {"response": "yes"})
+    assert run.status == RunStatus.QUEUED
+    await _drain()
+    run = await _refresh(run)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.result == {"approved": True, "message": "Hello team, please find the plan attached."}
+    assert await _steps(run) == ["draft", "ask", "decide"]
+    assert run.pending_input is None
+
+
+async def test_it_refuses_an_answer_for_a_run_that_is_not_waiting() -> None:
+    run = await sync_to_async(start_run)("chain", {"steps": 1})
+    assert not await sync_to_async(respond)(run, {"response": "yes"})
+    assert run.status == RunStatus.QUEUED and run.pending_input is None
+
+
+async def test_it_cancels_a_queued_run_without_running_it() -> None:
+    run = await sync_to_async(start_run)("chain", {"steps": 3})
+    assert await sync_to_async(run.request_cancel)()
+    await _drain()
+    run = await _refresh(run)
+    assert run.status == RunStatus.CANCELLED
+    assert await Checkpoint.objects.filter(run=run).acount() == 0
+
+
+async def test_it_stops_a_running_run_within_a_second_of_cancel() -> None:
+    run = await sync_to_async(start_run)("chain", {"steps": 1000, "sleep": 0.05})
+    worker = Worker(poll_interval=0.05)
+    task = asyncio.create_task(worker.run(exit_when_idle=True, install_signals=False))
+    while await Checkpoint.objects.filter(run=run).acount() < 3:
+        await asyncio.sleep(0.02)
+    await sync_to_async(run.request_cancel)()
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    while (await _refresh(run)).status != RunStatus.CANCELLED:
+        assert loop.time() - asked < 1.0, "the run did not stop within a second"
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(task, 10)
+    count = await Checkpoint.objects.filter(run=run).acount()
+    await asyncio.sleep(0.3)
+    assert await Checkpoint.objects.filter(run=run).acount() == count  # nothing ran after
+
+
+async def test_it_fails_a_run_whose_workflow_is_no_longer_registered() -> None:
+    run = await Run.objects.acreate(workflow="gone", start_event={"type": "StartEvent", "data": {}})
+    await _drain()
+    run = await _refresh(run)
+    assert run.status == RunStatus.FAILED
+    assert "unknown workflow 'gone'" in run.error
+
+
+async def test_it_claims_each_run_for_one_worker_only() -> None:
+    for _ in range(10):
+        await sync_to_async(start_run)("chain", {"steps": 1})
+    first = await sync_to_async(claim_runs)("worker-a", 6, 30)
+    second = await sync_to_async(claim_runs)("worker-b", 6, 30)
+    assert len(first) == 6 and len(second) == 4
+    assert not {r.id for r in first} & {r.id for r in second}
+    assert await sync_to_async(claim_runs)("worker-c", 6, 30) == []
+
+
+async def test_it_reclaims_a_run_whose_lease_expired() -> None:
+    run = await sync_to_async(start_run)("chain", {"steps": 1})
+    [claimed] = await sync_to_async(claim_runs)("dead-worker", 1, 30)
+    assert await sync_to_async(claim_runs)("other", 1, 30) == []
+    await Run.objects.filter(pk=run.pk).aupdate(lease_expires_at=claimed.created_at)
+    [again] = await sync_to_async(claim_runs)("other", 1, 30)
+    assert again.id == run.id and again.attempts == 2 and again.worker_id == "other"
