@@ -67,6 +67,11 @@ class Run(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
+    # Kept up to date with each checkpoint so the runs list needs no aggregate.
+    checkpoint_count = models.PositiveIntegerField(default=0)
+    llm_calls = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
 
     objects = RunQuerySet.as_manager()
 
@@ -81,6 +86,10 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow} {self.id} ({self.status})"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
     @property
     def is_terminal(self) -> bool:

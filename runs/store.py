@@ -19,6 +19,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from wfdash.workflow import Workflow, WorkflowCancelledError, WorkflowSuspendedError
@@ -152,8 +153,15 @@ class DatabaseCheckpointStore:
             ctx_state=state,
             created_at=checkpoint.created_at,
             duration_ms=checkpoint.duration_ms,
-            usage=checkpoint.ctx_state.get("usage") if isinstance(checkpoint.ctx_state, dict) else None,
+            usage=checkpoint.usage or None,
         )
+        usage = checkpoint.usage or []
+        totals = {
+            "checkpoint_count": F("checkpoint_count") + 1,
+            "llm_calls": F("llm_calls") + len(usage),
+            "prompt_tokens": F("prompt_tokens") + sum(int(u.get("prompt_tokens") or 0) for u in usage),
+            "completion_tokens": F("completion_tokens") + sum(int(u.get("completion_tokens") or 0) for u in usage),
+        }
         owner = self.owner
         notify = self.on_checkpoint
 
@@ -162,7 +170,7 @@ class DatabaseCheckpointStore:
                 Blob.objects.bulk_create([Blob(hash=h, data=data) for h, data in blobs.items()], ignore_conflicts=True)
             # Only the owner of the run may extend it: a worker that lost its
             # lease must not write beside the one that took over.
-            if not Run.objects.filter(pk=row.run_id, worker_id=owner, status=RunStatus.RUNNING).exists():
+            if not Run.objects.filter(pk=row.run_id, worker_id=owner, status=RunStatus.RUNNING).update(**totals):
                 raise LeaseLost(f"run {row.run_id} is no longer owned by {owner}")
             try:
                 row.save(force_insert=True)

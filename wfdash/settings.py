@@ -139,6 +139,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 # Workflows by name. The environment variable WFDASH_WORKFLOWS adds or overrides
 # entries as "name=dotted.path.Class,name2=...".
 WFDASH_WORKFLOWS: dict[str, str] = {
+    "joke": "runs.examples.joke.JokeFlow",
     "wordcount": "runs.examples.wordcount.WordCountFlow",
     "approval": "runs.examples.approval.ApprovalFlow",
     "flaky": "runs.examples.flaky.FlakyFlow",

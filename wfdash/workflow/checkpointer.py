@@ -32,6 +32,7 @@ class Checkpoint(BaseModel):
     ctx_state: dict[str, Any]
     created_at: datetime
     duration_ms: float
+    usage: list[dict[str, Any]] = []
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready form, events as `{"type", "data"}`."""
@@ -45,6 +46,7 @@ class Checkpoint(BaseModel):
             "ctx_state": self.ctx_state,
             "created_at": self.created_at.isoformat(),
             "duration_ms": self.duration_ms,
+            "usage": self.usage,
         }
 
     @classmethod
@@ -62,6 +64,7 @@ class Checkpoint(BaseModel):
                 ctx_state=dict(record["ctx_state"]),
                 created_at=_parse_time(record["created_at"]),
                 duration_ms=float(record["duration_ms"]),
+                usage=list(record.get("usage") or []),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SerializationError(f"corrupt checkpoint record: {exc!r}") from None
@@ -297,7 +300,9 @@ class WorkflowCheckpointer:
         async def on_start(ctx: Context) -> None:
             await store.run_started(info)
 
-        async def on_step(ctx: Context, name: str, ev: Event, out: Event | None, seconds: float) -> None:
+        async def on_step(
+            ctx: Context, name: str, ev: Event, out: Event | None, seconds: float, usage: list[dict[str, Any]]
+        ) -> None:
             nonlocal next_seq
             if name in disabled:
                 return
@@ -313,6 +318,7 @@ class WorkflowCheckpointer:
                 ctx_state=ctx.snapshot(),
                 created_at=datetime.now(UTC),
                 duration_ms=seconds * 1000.0,
+                usage=usage,
             )
             next_seq += 1
             run_checkpoints.append(checkpoint)

@@ -20,10 +20,11 @@ from .errors import (
 from .events import BUILTIN_EVENTS, Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 from .handler import WorkflowHandler
 from .serialization import EventRegistry
+from .usage import begin_step
 
 # Called once a step completed and before its output is dispatched:
-# (ctx, step name, input event, output event or None, duration in seconds).
-StepHook = Callable[[Context, str, Event, Event | None, float], Awaitable[None]]
+# (ctx, step name, input event, output event or None, duration in seconds, usage records).
+StepHook = Callable[[Context, str, Event, Event | None, float, list[dict[str, Any]]], Awaitable[None]]
 # Called when a run ends, before awaiting the handler returns: (ctx, result, error).
 FinishHook = Callable[[Context, Any, BaseException | None], Awaitable[None]]
 
@@ -247,6 +248,7 @@ class _Runner:
         if cfg.context_param is not None:
             kwargs[cfg.context_param] = self.ctx
         started = time.perf_counter()
+        usage = begin_step()
         attempts = 0
         while True:
             try:
@@ -273,7 +275,7 @@ class _Runner:
         if self.on_step is not None:
             self.checkpointing += 1
             try:
-                await self.on_step(self.ctx, name, ev, output, time.perf_counter() - started)
+                await self.on_step(self.ctx, name, ev, output, time.perf_counter() - started, usage)
             except Exception as exc:
                 self._fail(WorkflowRuntimeError(f"step '{name}': checkpoint failed: {exc}", step=name), exc)
                 return

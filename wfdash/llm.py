@@ -1,0 +1,143 @@
+"""LLM calls for workflow steps, through the official `openai` client.
+
+Configured by OPENAI_API_KEY, OPENAI_BASE_URL (any OpenAI-compatible server:
+vLLM, Ollama, llama.cpp) and WFDASH_LLM_MODEL, read when the first call is made.
+The key stays in the client: it is never part of an event, a snapshot or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from wfdash.workflow.usage import record_usage
+
+DEFAULT_MODEL = "gpt-4o-mini"
+NOT_CONFIGURED = (
+    "no LLM is configured: set OPENAI_API_KEY for api.openai.com, or OPENAI_BASE_URL "
+    "(with OPENAI_API_KEY if the server needs one) for an OpenAI-compatible server such as "
+    "vLLM, Ollama or llama.cpp, and WFDASH_LLM_MODEL to choose the model"
+)
+
+
+class LLMError(RuntimeError):
+    """An LLM call failed; the message never contains the API key."""
+
+
+@dataclass
+class CompletionResponse:
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def is_configured() -> bool:
+    return bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
+
+
+class LLM:
+    """`await llm.acomplete(prompt)` and `await llm.achat(messages)`.
+
+    Retries 429 and 5xx with exponential backoff (the openai client's own retry
+    loop, which honours Retry-After); other errors fail the step at once.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        completions_api: bool = False,
+        **defaults: Any,
+    ) -> None:
+        self._model = model
+        self._api_key = api_key
+        self._base_url = base_url
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.completions_api = completions_api
+        self.defaults = defaults
+        self._client: openai.AsyncOpenAI | None = None
+        self._client_config: tuple[str | None, str | None] | None = None
+
+    @property
+    def model(self) -> str:
+        return self._model or os.environ.get("WFDASH_LLM_MODEL") or DEFAULT_MODEL
+
+    def _client_for_call(self) -> openai.AsyncOpenAI:
+        key = self._api_key or os.environ.get("OPENAI_API_KEY") or None
+        url = self._base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if not key and not url:
+            raise LLMError(NOT_CONFIGURED)
+        # Rebuild when the environment changed (tests, a reconfigured worker).
+        if self._client is None or self._client_config != (key, url):
+            self._client = openai.AsyncOpenAI(
+                # Local servers often need no key, but the client insists on one.
+                api_key=key or "not-needed",
+                base_url=url,
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+            )
+            self._client_config = (key, url)
+        return self._client
+
+    async def acomplete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        """Complete `prompt` (as one user message, or via /v1/completions if `completions_api`)."""
+        if self.completions_api:
+            return await self._call("completions", prompt=prompt, **kwargs)
+        return await self.achat([{"role": "user", "content": prompt}], **kwargs)
+
+    async def achat(self, messages: Sequence[dict[str, str]], **kwargs: Any) -> CompletionResponse:
+        return await self._call("chat", messages=list(messages), **kwargs)
+
+    async def _call(self, api: str, **kwargs: Any) -> CompletionResponse:
+        client = self._client_for_call()
+        params = {"model": self.model, **self.defaults, **kwargs}
+        started = time.perf_counter()
+        try:
+            if api == "chat":
+                response: Any = await client.chat.completions.create(**params)
+                text = response.choices[0].message.content or ""
+            else:
+                response = await client.completions.create(**params)
+                text = response.choices[0].text or ""
+        except openai.AuthenticationError as exc:
+            raise LLMError(self._scrub(f"LLM authentication failed (401): check OPENAI_API_KEY: {exc}")) from None
+        except openai.APIStatusError as exc:
+            raise LLMError(self._scrub(f"LLM call failed with HTTP {exc.status_code}: {exc}")) from None
+        except openai.APIConnectionError as exc:
+            raise LLMError(self._scrub(f"cannot reach the LLM server at {client.base_url}: {exc}")) from None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        usage = getattr(response, "usage", None)
+        result = CompletionResponse(
+            text=text,
+            model=str(getattr(response, "model", None) or params["model"]),
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        )
+        record_usage(
+            {
+                "model": result.model,
+                "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens,
+                "latency_ms": round(latency_ms, 2),
+            }
+        )
+        return result
+
+    def _scrub(self, message: str) -> str:
+        key = self._client_config[0] if self._client_config else None
+        return message.replace(key, "***") if key else message
