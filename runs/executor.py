@@ -40,6 +40,7 @@ def claim_runs(worker_id: str, limit: int, lease_seconds: int) -> list[Run]:
         "lease_expires_at": lease,
         "attempts": F("attempts") + 1,
         "started_at": Coalesce(F("started_at"), now),
+        "updated_at": now,
     }
     with transaction.atomic():
         candidates = Run.objects.claimable(now).order_by("created_at")
@@ -72,13 +73,14 @@ def cancel_requested(worker_id: str) -> set[str]:
 
 def release(run_id: str, worker_id: str, status: str) -> None:
     Run.objects.filter(pk=run_id, worker_id=worker_id, status=RunStatus.RUNNING).update(
-        status=status, worker_id="", lease_expires_at=None
+        status=status, worker_id="", lease_expires_at=None, updated_at=timezone.now()
     )
 
 
 def mark_failed(run_id: str, worker_id: str, message: str) -> None:
+    now = timezone.now()
     Run.objects.filter(pk=run_id, worker_id=worker_id).update(
-        status=RunStatus.FAILED, error=message, finished_at=timezone.now(), lease_expires_at=None
+        status=RunStatus.FAILED, error=message, finished_at=now, updated_at=now, lease_expires_at=None
     )
 
 

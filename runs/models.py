@@ -63,6 +63,8 @@ class Run(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Set by every change, so pages without a cross-process channel layer can poll for changes.
+    updated_at = models.DateTimeField(default=timezone.now)
     worker_id = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -82,6 +84,7 @@ class Run(models.Model):
             models.Index(fields=["-created_at", "-id"], name="run_recent_idx"),
             models.Index(fields=["workflow", "-created_at"], name="run_workflow_idx"),
             models.Index(fields=["status", "-created_at"], name="run_status_idx"),
+            models.Index(fields=["updated_at"], name="run_updated_idx"),
         ]
 
     def __str__(self) -> str:
@@ -108,10 +111,17 @@ class Run(models.Model):
         """
         now = timezone.now()
         stopped = Run.objects.filter(pk=self.pk, status__in=[RunStatus.QUEUED, RunStatus.WAITING]).update(
-            status=RunStatus.CANCELLED, finished_at=now, cancel_requested=True, worker_id="", lease_expires_at=None
+            status=RunStatus.CANCELLED,
+            finished_at=now,
+            updated_at=now,
+            cancel_requested=True,
+            worker_id="",
+            lease_expires_at=None,
         )
         if not stopped:
-            stopped = Run.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
+            stopped = Run.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(
+                cancel_requested=True, updated_at=now
+            )
         self.refresh_from_db()
         return bool(stopped)
 
@@ -166,9 +176,7 @@ def start_run(workflow_name: str, fields: dict[str, Any], user: Any = None) -> R
 
     workflow = inputs.workflow_named(workflow_name)
     event = inputs.start_event(workflow, fields)
-    return Run.objects.create(
-        workflow=workflow_name, start_event=event, created_by=user if _is_user(user) else None
-    )
+    return Run.objects.create(workflow=workflow_name, start_event=event, created_by=user if _is_user(user) else None)
 
 
 def fork_run(checkpoint_id: Any, output_event: Any = None, store: Any = None, user: Any = None) -> Run:
@@ -201,7 +209,7 @@ def respond(run: Run, fields: dict[str, Any]) -> bool:
 
     event = inputs.human_response(inputs.workflow_named(run.workflow), fields)
     changed = Run.objects.filter(pk=run.pk, status=RunStatus.WAITING).update(
-        pending_input=event, status=RunStatus.QUEUED
+        pending_input=event, status=RunStatus.QUEUED, updated_at=timezone.now()
     )
     run.refresh_from_db()
     return bool(changed)

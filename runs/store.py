@@ -121,7 +121,7 @@ class DatabaseCheckpointStore:
             now = timezone.now()
             if Run.objects.filter(pk=run.run_id).exists():
                 # Resuming a run this process owns again.
-                Run.objects.filter(pk=run.run_id).update(status=RunStatus.RUNNING, worker_id=owner)
+                Run.objects.filter(pk=run.run_id).update(status=RunStatus.RUNNING, worker_id=owner, updated_at=now)
                 return
             Run.objects.create(
                 id=run.run_id,
@@ -132,6 +132,7 @@ class DatabaseCheckpointStore:
                 fork_edits=run.edits,
                 created_at=now,
                 started_at=now,
+                updated_at=now,
                 worker_id=owner,
                 attempts=1,
             )
@@ -157,6 +158,7 @@ class DatabaseCheckpointStore:
         )
         usage = checkpoint.usage or []
         totals = {
+            "updated_at": checkpoint.created_at,
             "checkpoint_count": F("checkpoint_count") + 1,
             "llm_calls": F("llm_calls") + len(usage),
             "prompt_tokens": F("prompt_tokens") + sum(int(u.get("prompt_tokens") or 0) for u in usage),
@@ -185,7 +187,8 @@ class DatabaseCheckpointStore:
 
     async def run_finished(self, run_id: str, result: Any, error: BaseException | None) -> None:
         owner = self.owner
-        fields: dict[str, Any] = {"finished_at": timezone.now(), "lease_expires_at": None}
+        now = timezone.now()
+        fields: dict[str, Any] = {"finished_at": now, "updated_at": now, "lease_expires_at": None}
         if error is None:
             fields.update(status=RunStatus.SUCCEEDED, result=_json_result(result), error="", error_traceback="")
         elif isinstance(error, WorkflowCancelledError):

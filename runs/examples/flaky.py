@@ -41,5 +41,5 @@ class AlwaysFailingFlow(Workflow):
     @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=2, delay=0.05))
     async def process(self, ev: Fetched, ctx: Context) -> StopEvent:
         if not await ctx.store.get("fixed"):
-            raise ValueError("the input needs fixing: fork this run with the store edit {\"fixed\": true}")
+            raise ValueError('the input needs fixing: fork this run with the store edit {"fixed": true}')
         return StopEvent(result={"processed": True})

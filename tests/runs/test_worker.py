@@ -26,7 +26,8 @@ async def _refresh(run: Run) -> Run:
 
 async def _steps(run: Run) -> list[str]:
     return [
-        s async for s in Checkpoint.objects.filter(run=run).order_by("seq").values_list("last_completed_step", flat=True)
+        s
+        async for s in Checkpoint.objects.filter(run=run).order_by("seq").values_list("last_completed_step", flat=True)
     ]
 
 

@@ -37,8 +37,15 @@ class Command(BaseCommand):
             if opts[option]:
                 qs = qs.filter(**{field: opts[option]})
         qs = qs.order_by("created_at", "run_id", "seq").only(
-            "id", "run_id", "seq", "workflow", "last_completed_step", "input_event_type", "output_event_type",
-            "created_at", "duration_ms",
+            "id",
+            "run_id",
+            "seq",
+            "workflow",
+            "last_completed_step",
+            "input_event_type",
+            "output_event_type",
+            "created_at",
+            "duration_ms",
         )
         if opts["limit"] is not None:
             qs = qs[: opts["limit"]]
