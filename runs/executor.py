@@ -21,7 +21,7 @@ from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
 from wfdash.workflow.checkpointer import RunInfo, WorkflowCheckpointer
 from wfdash.workflow.errors import SerializationError
 
-from . import registry
+from . import live, registry
 from .models import Checkpoint, Run, RunStatus
 from .store import DatabaseCheckpointStore, default_owner, load_checkpoint, to_engine
 
@@ -135,6 +135,8 @@ class Worker:
                     claimed = await sync_to_async(claim_runs)(self.worker_id, free, self.lease_seconds)
                     for run in claimed:
                         self._start(run)
+                    if claimed and self.store.announce:
+                        await live.aannounce_runs([str(r.id) for r in claimed])
                 if exit_when_idle and not claimed and not self.tasks:
                     break
                 if not claimed or len(self.tasks) >= self.concurrency:
@@ -202,6 +204,8 @@ class Worker:
         except Exception as exc:
             log.warning("run %s cannot start: %s", run_id, exc)
             await sync_to_async(mark_failed)(run_id, self.worker_id, f"cannot start: {exc}")
+            if self.store.announce:
+                await live.aannounce_runs([run_id])
             return
         if handler is None:
             return
@@ -215,6 +219,8 @@ class Worker:
         except WorkflowSuspendedError:
             status = RunStatus.WAITING if handler.ctx.is_waiting_for_input else RunStatus.QUEUED
             await sync_to_async(release)(run_id, self.worker_id, status)
+            if self.store.announce:
+                await live.aannounce_runs([run_id])
         except asyncio.CancelledError:
             await sync_to_async(release)(run_id, self.worker_id, RunStatus.QUEUED)
             raise

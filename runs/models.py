@@ -123,6 +123,7 @@ class Run(models.Model):
                 cancel_requested=True, updated_at=now
             )
         self.refresh_from_db()
+        _announce(self)
         return bool(stopped)
 
 
@@ -176,7 +177,9 @@ def start_run(workflow_name: str, fields: dict[str, Any], user: Any = None) -> R
 
     workflow = inputs.workflow_named(workflow_name)
     event = inputs.start_event(workflow, fields)
-    return Run.objects.create(workflow=workflow_name, start_event=event, created_by=user if _is_user(user) else None)
+    run = Run.objects.create(workflow=workflow_name, start_event=event, created_by=user if _is_user(user) else None)
+    _announce(run)
+    return run
 
 
 def fork_run(checkpoint_id: Any, output_event: Any = None, store: Any = None, user: Any = None) -> Run:
@@ -194,13 +197,15 @@ def fork_run(checkpoint_id: Any, output_event: Any = None, store: Any = None, us
     except SerializationError as exc:
         raise inputs.InputError(f"checkpoint {row.id} cannot be restored: {exc}") from None
     edits = inputs.fork_edits(workflow, decoded.output_event, output_event, store)
-    return Run.objects.create(
+    run = Run.objects.create(
         workflow=row.workflow,
         start_event=row.run.start_event,
         parent_checkpoint=row,
         fork_edits=edits,
         created_by=user if _is_user(user) else None,
     )
+    _announce(run)
+    return run
 
 
 def respond(run: Run, fields: dict[str, Any]) -> bool:
@@ -212,7 +217,14 @@ def respond(run: Run, fields: dict[str, Any]) -> bool:
         pending_input=event, status=RunStatus.QUEUED, updated_at=timezone.now()
     )
     run.refresh_from_db()
+    _announce(run)
     return bool(changed)
+
+
+def _announce(run: Run) -> None:
+    from .live import announce_run
+
+    announce_run(run.id)
 
 
 def _is_user(user: Any) -> bool:

@@ -28,7 +28,7 @@ from wfdash.workflow.checkpointer import RunInfo, validate_snapshot
 from wfdash.workflow.errors import SerializationError
 from wfdash.workflow.serialization import encode_event
 
-from . import registry
+from . import live, registry
 from .models import Blob, Checkpoint, Run, RunStatus
 
 # Store values whose JSON is longer than this go to a content-addressed blob.
@@ -98,15 +98,17 @@ class DatabaseCheckpointStore:
     passes `managed=True` because it claimed the row already.
     """
 
-    def __init__(self, owner: str | None = None, *, managed: bool = False) -> None:
+    def __init__(self, owner: str | None = None, *, managed: bool = False, announce: bool | None = None) -> None:
         self.owner = owner or f"local:{default_owner()}"
         self.managed = managed
+        # Only worth sending when another process can hear it (Redis); see live.py.
+        self.announce = live.cross_process() if announce is None else announce
+        self._announcing: set[asyncio.Task[None]] = set()
         self._batcher = _Batcher()
         # Blob hashes this process already wrote, and per (run, key) the last
         # encoded value and its hash, so unchanged values cost nothing.
         self._known_blobs: OrderedDict[str, None] = OrderedDict()
         self._value_hashes: dict[tuple[str, str], tuple[Any, str]] = {}
-        self.on_checkpoint: Callable[[Checkpoint], None] | None = None
 
     # -- writing -------------------------------------------------------------
 
@@ -138,6 +140,8 @@ class DatabaseCheckpointStore:
             )
 
         await self._batcher.submit(op)
+        if self.announce:
+            self._in_background(live.aannounce_runs([run.run_id]))
 
     async def put_checkpoint(self, checkpoint: EngineCheckpoint, workflow: Workflow) -> None:
         state, blobs = self._split_state(checkpoint.run_id, checkpoint.ctx_state)
@@ -165,7 +169,6 @@ class DatabaseCheckpointStore:
             "completion_tokens": F("completion_tokens") + sum(int(u.get("completion_tokens") or 0) for u in usage),
         }
         owner = self.owner
-        notify = self.on_checkpoint
 
         def op() -> None:
             if blobs:
@@ -178,12 +181,17 @@ class DatabaseCheckpointStore:
                 row.save(force_insert=True)
             except IntegrityError as exc:
                 raise LeaseLost(f"run {row.run_id} already has checkpoint seq {row.seq}") from exc
-            if notify is not None:
-                transaction.on_commit(lambda: notify(row))
 
         await self._batcher.submit(op)
         for h in blobs:
             self._remember_blob(h)
+        if self.announce:
+            self._in_background(live.aannounce_checkpoints([live.checkpoint_message(row)]))
+
+    def _in_background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
 
     async def run_finished(self, run_id: str, result: Any, error: BaseException | None) -> None:
         owner = self.owner
@@ -205,6 +213,8 @@ class DatabaseCheckpointStore:
 
         await self._batcher.submit(op)
         self._forget_run(run_id)
+        if self.announce:
+            self._in_background(live.aannounce_runs([run_id]))
 
     # -- reading -------------------------------------------------------------
 

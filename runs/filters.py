@@ -1,0 +1,122 @@
+"""Filters and keyset pagination for the runs list and the checkpoint explorer.
+
+Shared by the pages and the API; bad values raise FilterError with one line.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .models import Checkpoint, Run, RunStatus
+
+PAGE_SIZE = 50
+_RELATIVE = re.compile(r"^(\d{1,5})([mhd])$")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class FilterError(ValueError):
+    """A filter value is malformed; the message says which and why."""
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise FilterError(f"{what} must be a UUID, got {value[:60]!r}") from None
+
+
+def _name(value: str, what: str) -> str:
+    if not _NAME.match(value):
+        raise FilterError(f"{what} must be a name of letters, digits and _.:- (at most 100), got {value[:60]!r}")
+    return value
+
+
+def parse_since(value: str) -> datetime:
+    m = _RELATIVE.match(value)
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return timezone.now() - timedelta(**{unit: int(m.group(1))})
+    parsed = parse_datetime(value) if len(value) <= 40 else None
+    if parsed is None:
+        raise FilterError(f"since must be like 30m, 24h, 7d or an ISO date-time, got {value[:60]!r}")
+    return parsed if parsed.tzinfo else timezone.make_aware(parsed)
+
+
+def encode_cursor(created_at: datetime, pk: Any) -> str:
+    return f"{created_at.isoformat()}_{pk}"
+
+
+def _cursor(value: str) -> tuple[datetime, uuid.UUID]:
+    stamp, _, pk = value.rpartition("_")
+    when = parse_datetime(stamp) if stamp and len(stamp) <= 40 else None
+    if when is None:
+        raise FilterError("the page cursor is malformed")
+    return when, _uuid(pk, "the page cursor")
+
+
+@dataclass
+class Page:
+    rows: list[Any]
+    next_cursor: str | None
+
+
+def paginate(qs: QuerySet[Any], before: str | None, size: int = PAGE_SIZE) -> Page:
+    """Newest first, keyset on (created_at, id): constant cost at any depth."""
+    if before:
+        when, pk = _cursor(before)
+        qs = qs.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
+    rows = list(qs.order_by("-created_at", "-id")[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, encode_cursor(rows[-1].created_at, rows[-1].pk) if more and rows else None)
+
+
+def run_filters(params: Any) -> tuple[QuerySet[Run], dict[str, str]]:
+    """Runs matching `workflow`, `status`, `parent` (run id) and `since` in `params`."""
+    qs = Run.objects.select_related("parent_checkpoint")
+    active: dict[str, str] = {}
+    if workflow := params.get("workflow", "").strip():
+        qs = qs.filter(workflow=_name(workflow, "workflow"))
+        active["workflow"] = workflow
+    if status := params.get("status", "").strip():
+        if status not in RunStatus.values:
+            raise FilterError(f"status must be one of {', '.join(RunStatus.values)}, got {status[:40]!r}")
+        qs = qs.filter(status=status)
+        active["status"] = status
+    if parent := params.get("parent", "").strip():
+        qs = qs.filter(parent_checkpoint__run_id=_uuid(parent, "parent"))
+        active["parent"] = parent
+    if since := params.get("since", "").strip():
+        qs = qs.filter(created_at__gte=parse_since(since))
+        active["since"] = since
+    return qs, active
+
+
+CHECKPOINT_FILTERS = {
+    "workflow": "workflow",
+    "step": "last_completed_step",
+    "input_event_type": "input_event_type",
+    "output_event_type": "output_event_type",
+}
+
+
+def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str]]:
+    """Checkpoints matching every given filter (AND): workflow, run, step, input/output event type."""
+    qs = Checkpoint.objects.defer("input_event", "output_event", "ctx_state")
+    active: dict[str, str] = {}
+    if run := params.get("run", "").strip():
+        qs = qs.filter(run_id=_uuid(run, "run"))
+        active["run"] = run
+    for param, field in CHECKPOINT_FILTERS.items():
+        if value := params.get(param, "").strip():
+            qs = qs.filter(**{field: _name(value, param)})
+            active[param] = value
+    return qs, active

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from runs.models import Run, start_run
+
+DEMO_RUNS: list[tuple[str, dict[str, Any]]] = [
+    ("wordcount", {}),
+    ("chain", {"steps": 25, "sleep": 0.2}),
+    ("flaky", {"failures": 2}),
+    ("flaky_forever", {}),
+    ("approval", {"subject": "the launch plan"}),
+]
+
+
+class Command(BaseCommand):
+    help = "Migrate, create the demo user and demo runs if missing, then run daphne and a worker."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--no-demo", action="store_true", help="skip the demo runs")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self._demo_user()
+        if not opts["no_demo"] and not Run.objects.exists():
+            for name, fields in DEMO_RUNS:
+                start_run(name, fields)
+            self.stdout.write(f"queued {len(DEMO_RUNS)} demo runs")
+        python = sys.executable
+        server = subprocess.Popen(
+            [python, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "wfdash.asgi:application"]
+        )
+        worker = subprocess.Popen([python, "manage.py", "wfworker"])
+        self.stdout.write(self.style.SUCCESS(f"wfdash is running at http://{opts['host']}:{opts['port']}/"))
+        self.stdout.flush()
+        children = [server, worker]
+
+        def stop(*_: Any) -> None:
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+        finally:
+            stop()
+            for child in children:
+                try:
+                    child.wait(timeout=35)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        failed = [c.args[2] if c is server else "wfworker" for c in children if c.returncode not in (0, -15, None)]
+        if failed:
+            self.stderr.write(f"stopped because a process exited: {', '.join(map(str, failed))}")
+            raise SystemExit(1)
+
+    def _demo_user(self) -> None:
+        User = get_user_model()  # noqa: N806 - Django's idiom
+        if User.objects.filter(username="demo").exists():
+            self.stdout.write("user demo exists (reset its password with: manage.py changepassword demo)")
+            return
+        password = secrets.token_urlsafe(12)
+        User.objects.create_superuser("demo", "", password)
+        self.stdout.write(self.style.WARNING(f"created user demo with password {password}  (shown only once)"))

@@ -1,0 +1,284 @@
+"""Pages. Each view looks up, calls one model function, renders or redirects."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from wfdash import llm
+
+from . import filters, inputs, live, registry
+from .diagram import workflow_svg
+from .forms import EditForkForm, RespondForm, StartRunForm
+from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
+from .store import expand_state
+
+INHERITED_DEPTH = 10
+
+
+def _get_run_for_user(request: HttpRequest, run_id: Any) -> Run:
+    """The only access check for one run: signed in (login_required) and the run exists."""
+    if not request.user.is_authenticated:
+        raise Http404
+    try:
+        return Run.objects.select_related("parent_checkpoint", "parent_checkpoint__run").get(pk=uuid.UUID(str(run_id)))
+    except (Run.DoesNotExist, ValueError):
+        raise Http404("no such run") from None
+
+
+def _get_checkpoint_for_user(request: HttpRequest, checkpoint_id: Any) -> Checkpoint:
+    try:
+        c = Checkpoint.objects.select_related("run").get(pk=uuid.UUID(str(checkpoint_id)))
+    except (Checkpoint.DoesNotExist, ValueError):
+        raise Http404("no such checkpoint") from None
+    _get_run_for_user(request, c.run_id)
+    return c
+
+
+def _run_messages(runs: list[Run]) -> list[live.RunMessage]:
+    return [live.run_message(r, str(r.parent_checkpoint.run_id) if r.parent_checkpoint else None) for r in runs]
+
+
+@login_required
+@require_GET
+def runs_list(request: HttpRequest) -> HttpResponse:
+    context: dict[str, Any] = {"workflows": registry.names(), "statuses": RunStatus.values, "params": request.GET}
+    try:
+        qs, active = filters.run_filters(request.GET)
+        page = filters.paginate(qs, request.GET.get("before"))
+    except filters.FilterError as exc:
+        context.update(error=str(exc), runs=[], active={}, next_cursor=None)
+        return render(request, "runs/list.html", context, status=400)
+    context.update(runs=_run_messages(page.rows), active=active, next_cursor=page.next_cursor)
+    template = "runs/_run_table.html" if request.htmx else "runs/list.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+def _inherited(run: Run) -> list[dict[str, Any]]:
+    """Ancestors' checkpoints up to each fork point, oldest ancestor first."""
+    sections: list[dict[str, Any]] = []
+    fork_point = run.parent_checkpoint
+    depth = 0
+    while fork_point is not None and depth < INHERITED_DEPTH:
+        parent = fork_point.run
+        rows = Checkpoint.objects.filter(run=parent, seq__lte=fork_point.seq).order_by("seq")
+        sections.append(
+            {
+                "run": parent,
+                "fork_point": fork_point,
+                "checkpoints": [live.checkpoint_message(c) for c in rows.defer("input_event", "ctx_state")],
+            }
+        )
+        fork_point = parent.parent_checkpoint
+        depth += 1
+    sections.reverse()
+    return sections
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    checkpoints = [
+        live.checkpoint_message(c)
+        for c in Checkpoint.objects.filter(run=run).order_by("seq").defer("input_event", "output_event", "ctx_state")
+    ]
+    try:
+        graph = workflow_svg(registry.get_workflow(run.workflow))
+    except Exception:  # a workflow removed from the registry still shows its history
+        graph = None
+    forks = Run.objects.filter(parent_checkpoint__run=run).select_related("parent_checkpoint").order_by("created_at")
+    parent_run_id = str(run.parent_checkpoint.run_id) if run.parent_checkpoint else None
+    context = {
+        "run": run,
+        "r": live.run_message(run, parent_run_id),
+        "checkpoints": checkpoints,
+        "last_seq": checkpoints[-1]["seq"] if checkpoints else 0,
+        "inherited": _inherited(run),
+        "forks": forks[:200],
+        "graph": graph,
+        "respond_form": RespondForm() if run.status == RunStatus.WAITING else None,
+        "waiting_prompt": _waiting_prompt(run) if run.status == RunStatus.WAITING else None,
+    }
+    if request.GET.get("fragment") == "outcome":
+        return render(request, "runs/_outcome.html", context)
+    return render(request, "runs/detail.html", context)
+
+
+def _waiting_prompt(run: Run) -> str:
+    last = Checkpoint.objects.filter(run=run, output_event_type="InputRequiredEvent").order_by("-seq").first()
+    if last is None or not isinstance(last.output_event, dict):
+        return ""
+    return str(last.output_event.get("data", {}).get("prefix", ""))
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    if run.request_cancel():
+        messages.info(request, "Cancel requested." if run.status == RunStatus.RUNNING else "Run cancelled.")
+    else:
+        messages.warning(request, f"The run had already {run.status}.")
+    return redirect("run-detail", run_id=run.id)
+
+
+@login_required
+@require_POST
+def run_respond(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    form = RespondForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "An answer is required.")
+    elif respond(run, {"response": form.cleaned_data["response"]}):
+        messages.info(request, "Answer sent; the run continues.")
+    else:
+        messages.warning(request, f"The run is {run.status}, not waiting for an answer.")
+    return redirect("run-detail", run_id=run.id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def run_new(request: HttpRequest) -> HttpResponse:
+    name = request.GET.get("workflow") or request.POST.get("workflow") or ""
+    if not name:
+        return render(request, "runs/new.html", {"workflows": registry.names(), "form": None})
+    try:
+        workflow = inputs.workflow_named(name)
+    except inputs.InputError as exc:
+        return render(request, "runs/new.html", {"workflows": registry.names(), "error": str(exc)}, status=404)
+    form = StartRunForm(workflow, request.POST or None)
+    context = {
+        "workflows": registry.names(),
+        "workflow": name,
+        "form": form,
+        "needs_llm": name == "joke" and not llm.is_configured(),
+        "llm_help": llm.NOT_CONFIGURED,
+    }
+    if request.method == "POST" and form.is_valid():
+        fields = form.start_fields()
+        if not form.errors:
+            try:
+                run = start_run(name, fields, user=request.user)
+            except inputs.InputError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("run-detail", run_id=run.id)
+    return render(request, "runs/new.html", context, status=400 if request.method == "POST" else 200)
+
+
+@login_required
+@require_GET
+def run_compare(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    run = _get_run_for_user(request, run_id)
+    if run.parent_checkpoint is None:
+        messages.warning(request, "This run is not a fork: there is nothing to compare it with.")
+        return redirect("run-detail", run_id=run.id)
+    fork_point = run.parent_checkpoint
+    parent_rows = list(Checkpoint.objects.filter(run=fork_point.run, seq__gt=fork_point.seq).order_by("seq")[:500])
+    child_rows = list(Checkpoint.objects.filter(run=run).order_by("seq")[:500])
+    pairs = []
+    for i in range(max(len(parent_rows), len(child_rows))):
+        left = parent_rows[i] if i < len(parent_rows) else None
+        right = child_rows[i] if i < len(child_rows) else None
+        pairs.append(
+            {
+                "left": left,
+                "right": right,
+                "step_differs": (left and left.last_completed_step) != (right and right.last_completed_step),
+                "output_differs": (left and left.output_event) != (right and right.output_event),
+                "store_differs": (left and left.ctx_state.get("store")) != (right and right.ctx_state.get("store")),
+            }
+        )
+    context = {"run": run, "fork_point": fork_point, "parent": fork_point.run, "pairs": pairs}
+    return render(request, "runs/compare.html", context)
+
+
+@login_required
+@require_GET
+def checkpoints_explorer(request: HttpRequest) -> HttpResponse:
+    context: dict[str, Any] = {"params": request.GET, "workflows": registry.names()}
+    try:
+        qs, active = filters.checkpoint_filters(request.GET)
+        page = filters.paginate(qs, request.GET.get("before"))
+    except filters.FilterError as exc:
+        context.update(error=str(exc), checkpoints=[], active={}, next_cursor=None)
+        return render(request, "runs/explorer.html", context, status=400)
+    context.update(
+        checkpoints=[live.checkpoint_message(c) for c in page.rows], active=active, next_cursor=page.next_cursor
+    )
+    template = "runs/_explorer_results.html" if request.htmx else "runs/explorer.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def checkpoint_detail(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
+    c = _get_checkpoint_for_user(request, checkpoint_id)
+    try:
+        state = expand_state(c.ctx_state)
+    except Exception as exc:  # a damaged row is still shown, with what is wrong
+        state = {"error": str(exc), "stored": c.ctx_state}
+    context = {"c": c, "m": live.checkpoint_message(c), "state": state}
+    template = "runs/_checkpoint_detail.html" if request.htmx else "runs/checkpoint.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def checkpoint_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
+    c = _get_checkpoint_for_user(request, checkpoint_id)
+    try:
+        run = fork_run(c.id, user=request.user)
+    except inputs.InputError as exc:
+        messages.error(request, str(exc))
+        return redirect("run-detail", run_id=c.run_id)
+    return redirect("run-detail", run_id=run.id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def checkpoint_edit_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
+    c = _get_checkpoint_for_user(request, checkpoint_id)
+    schema = None
+    try:
+        workflow = registry.get_workflow(c.workflow)
+        if c.output_event_type in workflow.event_registry:
+            schema = workflow.event_registry.get(c.output_event_type).model_json_schema()
+    except registry.UnknownWorkflow:
+        pass
+    if request.method == "POST":
+        form = EditForkForm(request.POST)
+        if form.is_valid():
+            try:
+                run = fork_run(
+                    c.id,
+                    output_event=form.cleaned_data["output_event"],
+                    store=form.cleaned_data["store"],
+                    user=request.user,
+                )
+            except inputs.InputError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("run-detail", run_id=run.id)
+    else:
+        data = c.output_event.get("data", {}) if isinstance(c.output_event, dict) else {}
+        form = EditForkForm(initial={"output_event": _pretty(data), "store": ""})
+    try:
+        store = expand_state(c.ctx_state).get("store", {})
+    except Exception:
+        store = {}
+    context = {"c": c, "form": form, "schema": schema, "store": store}
+    return render(request, "runs/edit_fork.html", context, status=400 if form.errors else 200)
+
+
+def _pretty(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False)
