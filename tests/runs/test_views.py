@@ -1,0 +1,219 @@
+"""Pages: sign-in required, 404s, CSRF on every POST, filters with clear errors, forking."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from runs.models import Checkpoint, Run, RunStatus, start_run
+
+pytestmark = pytest.mark.django_db
+
+MISSING = uuid.UUID(int=0)
+
+
+@pytest.fixture
+def user():
+    return get_user_model().objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def client_in(client: Client, user) -> Client:
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def finished_run() -> Run:
+    """A chain run with three checkpoints, written as a worker would."""
+    run = start_run("chain", {"steps": 2})
+    run.status = RunStatus.SUCCEEDED
+    run.result = {"ticks": 2}
+    run.checkpoint_count = 3
+    run.save()
+    state = {"version": 1, "store": {"steps": {"v": 2}, "sleep": {"v": 0.0}}, "queued": [], "in_flight": [],
+             "collect": [], "waiters": [], "awaiting_input": False}
+    events = [
+        ("begin", {"type": "ChainStart", "data": {"steps": 2, "sleep": 0.0, "payload": ""}}, {"type": "Tick", "data": {"n": 1}}),
+        ("tick", {"type": "Tick", "data": {"n": 1}}, {"type": "Tick", "data": {"n": 2}}),
+        ("tick", {"type": "Tick", "data": {"n": 2}}, {"type": "StopEvent", "data": {"result": {"ticks": 2}}}),
+    ]
+    for seq, (step, inp, out) in enumerate(events, start=1):
+        Checkpoint.objects.create(
+            run=run, workflow="chain", seq=seq, last_completed_step=step, input_event_type=inp["type"],
+            output_event_type=out["type"], input_event=inp, output_event=out, ctx_state=state,
+        )
+    return run
+
+
+def _pages(run: Run) -> list[str]:
+    c = run.checkpoints.first()
+    return [
+        "/", f"/runs/{run.id}/", "/runs/new/", "/runs/new/?workflow=chain", "/checkpoints/",
+        f"/checkpoints/{c.id}/", f"/checkpoints/{c.id}/edit/",
+    ]
+
+
+def test_it_redirects_anonymous_users_to_login(client: Client, finished_run: Run) -> None:
+    for url in _pages(finished_run):
+        response = client.get(url)
+        assert response.status_code == 302 and response.url.startswith("/accounts/login/"), url
+
+
+def test_it_renders_every_page_for_a_signed_in_user(client_in: Client, finished_run: Run) -> None:
+    for url in _pages(finished_run):
+        assert client_in.get(url).status_code == 200, url
+
+
+def test_it_404s_unknown_runs_and_checkpoints(client_in: Client) -> None:
+    for url in (f"/runs/{MISSING}/", f"/checkpoints/{MISSING}/", f"/checkpoints/{MISSING}/edit/", "/runs/nope/"):
+        assert client_in.get(url).status_code == 404, url
+    assert client_in.post(f"/checkpoints/{MISSING}/fork/").status_code == 404
+    assert client_in.post(f"/runs/{MISSING}/cancel/").status_code == 404
+
+
+def test_it_rejects_get_on_post_only_endpoints(client_in: Client, finished_run: Run) -> None:
+    c = finished_run.checkpoints.first()
+    for url in (f"/checkpoints/{c.id}/fork/", f"/runs/{finished_run.id}/cancel/", f"/runs/{finished_run.id}/respond/"):
+        assert client_in.get(url).status_code == 405, url
+
+
+def test_it_enforces_csrf_on_every_post(user, finished_run: Run) -> None:
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    c = finished_run.checkpoints.first()
+    before = Run.objects.count()
+    for url, data in [
+        (f"/checkpoints/{c.id}/fork/", {}),
+        (f"/checkpoints/{c.id}/edit/", {"output_event": '{"n": 3}'}),
+        ("/runs/new/?workflow=chain", {"workflow": "chain", "steps": 2, "sleep": 0}),
+        (f"/runs/{finished_run.id}/cancel/", {}),
+        (f"/runs/{finished_run.id}/respond/", {"response": "yes"}),
+        ("/accounts/logout/", {}),
+    ]:
+        assert strict.post(url, data).status_code == 403, url
+    assert Run.objects.count() == before
+
+
+def test_it_lists_runs_with_filters_and_keyset_pages(client_in: Client) -> None:
+    runs = [start_run("chain", {"steps": 1}) for _ in range(55)]
+    start_run("wordcount", {})
+    page1 = client_in.get("/", {"workflow": "chain"})
+    assert page1.status_code == 200
+    ids = [r["run_id"] for r in page1.context["runs"]]
+    assert len(ids) == 50 and all(r["workflow"] == "chain" for r in page1.context["runs"])
+    page2 = client_in.get("/", {"workflow": "chain", "before": page1.context["next_cursor"]})
+    ids2 = [r["run_id"] for r in page2.context["runs"]]
+    assert len(ids2) == 5 and not set(ids) & set(ids2)
+    assert set(ids) | set(ids2) == {str(r.id) for r in runs}
+    assert client_in.get("/", {"status": "queued", "since": "1h"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"status": "exploded"}, "status must be one of"),
+        ({"since": "yesterday-ish"}, "since must be like"),
+        ({"workflow": "<script>"}, "workflow must be a name"),
+        ({"before": "garbage"}, "cursor is malformed"),
+        ({"parent": "nope"}, "parent must be a UUID"),
+    ],
+)
+def test_it_explains_bad_run_filters_without_a_500(client_in: Client, params, message) -> None:
+    response = client_in.get("/", params)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"run": "not-a-uuid"}, "run must be a UUID"), ({"step": "a b"}, "step must be a name"), ({"before": "x_y"}, "cursor")],
+)
+def test_it_explains_bad_explorer_filters_without_a_500(client_in: Client, params, message) -> None:
+    response = client_in.get("/checkpoints/", params)
+    assert response.status_code == 400 and message in response.content.decode()
+
+
+def test_it_filters_checkpoints_with_and(client_in: Client, finished_run: Run) -> None:
+    response = client_in.get("/checkpoints/", {"workflow": "chain", "step": "tick", "output_event_type": "StopEvent"})
+    assert [c["seq"] for c in response.context["checkpoints"]] == [3]
+    partial = client_in.get("/checkpoints/", {"step": "tick"}, HTTP_HX_REQUEST="true")
+    assert partial.status_code == 200 and b"<html" not in partial.content and b"explorer-results" in partial.content
+
+
+def test_it_forks_from_a_checkpoint_and_redirects_to_the_new_run(client_in: Client, finished_run: Run) -> None:
+    c = finished_run.checkpoints.get(seq=2)
+    response = client_in.post(f"/checkpoints/{c.id}/fork/")
+    child = Run.objects.exclude(pk=finished_run.pk).get()
+    assert response.status_code == 302 and response.url == f"/runs/{child.id}/"
+    assert child.parent_checkpoint_id == c.id and child.status == RunStatus.QUEUED
+    page = client_in.get(f"/runs/{child.id}/")
+    assert b"Forked from" in page.content and b"Inherited from" in page.content
+    assert client_in.get(f"/runs/{child.id}/compare/").status_code == 200
+
+
+def test_it_refuses_an_invalid_edit_and_creates_nothing(client_in: Client, finished_run: Run) -> None:
+    c = finished_run.checkpoints.get(seq=2)
+    for data, message in [
+        ({"output_event": '{"n": "two"}'}, "invalid Tick"),
+        ({"output_event": "{broken"}, "not valid JSON"),
+        ({"output_event": "[1]"}, "must be a JSON object"),
+        ({"output_event": '{"type": "os.system", "data": {}}'}, "unknown event type"),
+        ({"output_event": '{"n": 3}', "store": '{"k": 1} trailing'}, "not valid JSON"),
+    ]:
+        response = client_in.post(f"/checkpoints/{c.id}/edit/", data)
+        assert response.status_code == 400
+        assert message in response.content.decode(), data
+    assert Run.objects.count() == 1
+    ok = client_in.post(f"/checkpoints/{c.id}/edit/", {"output_event": '{"n": 1}', "store": '{"steps": 5}'})
+    child = Run.objects.exclude(pk=finished_run.pk).get()
+    assert ok.status_code == 302
+    assert child.fork_edits == {"output_event": {"type": "Tick", "data": {"n": 1}}, "store": {"steps": 5}}
+
+
+def test_it_starts_a_run_from_the_generated_form(client_in: Client, user) -> None:
+    response = client_in.post("/runs/new/?workflow=chain", {"workflow": "chain", "steps": 4, "sleep": 0})
+    run = Run.objects.get()
+    assert response.status_code == 302 and response.url == f"/runs/{run.id}/"
+    assert run.start_event == {"type": "ChainStart", "data": {"steps": 4, "sleep": 0.0, "payload": ""}}
+    assert run.created_by == user
+    bad = client_in.post("/runs/new/?workflow=chain", {"workflow": "chain", "steps": 0})
+    assert bad.status_code == 400 and "greater than or equal to 1" in bad.content.decode()
+    assert client_in.get("/runs/new/?workflow=nope").status_code == 404
+    free = client_in.post("/runs/new/?workflow=wordcount", {"workflow": "wordcount", "input": '{"text": "a b"}'})
+    assert free.status_code == 302
+    assert Run.objects.filter(workflow="wordcount").get().start_event["data"] == {"text": "a b"}
+    assert client_in.post("/runs/new/?workflow=wordcount", {"input": "[]"}).status_code == 400
+    assert Run.objects.count() == 2
+
+
+def test_it_says_how_to_configure_an_llm_on_the_joke_form(client_in: Client, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    page = client_in.get("/runs/new/?workflow=joke").content.decode()
+    assert "OPENAI_BASE_URL" in page and "WFDASH_LLM_MODEL" in page
+
+
+def test_it_cancels_a_queued_run_and_answers_a_waiting_one(client_in: Client) -> None:
+    run = start_run("chain", {"steps": 1})
+    assert client_in.post(f"/runs/{run.id}/cancel/").status_code == 302
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    waiting = start_run("approval", {})
+    Run.objects.filter(pk=waiting.pk).update(status=RunStatus.WAITING)
+    assert client_in.post(f"/runs/{waiting.id}/respond/", {"response": "yes"}).status_code == 302
+    waiting.refresh_from_db()
+    assert waiting.status == RunStatus.QUEUED
+    assert waiting.pending_input == {"type": "HumanResponseEvent", "data": {"response": "yes"}}
+
+
+def test_it_shows_event_payloads_as_text(client_in: Client, finished_run: Run) -> None:
+    c = finished_run.checkpoints.get(seq=1)
+    c.output_event = {"type": "Tick", "data": {"n": 1, "note": "<script>alert(1)</script>"}}
+    c.save()
+    body = client_in.get(f"/checkpoints/{c.id}/").content.decode()
+    assert "<script>alert(1)</script>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
