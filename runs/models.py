@@ -229,3 +229,44 @@ def _announce(run: Run) -> None:
 
 def _is_user(user: Any) -> bool:
     return user is not None and getattr(user, "is_authenticated", False)
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API; only its SHA-256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, help_text="The token's first characters, to recognise it.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked = models.BooleanField(default=False, help_text="A revoked token authenticates nobody.")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def digest(raw: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user: Any, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token; the raw value is returned once and never stored."""
+        import secrets
+
+        raw = f"wfd_{secrets.token_urlsafe(32)}"
+        token = cls.objects.create(user=user, name=name, prefix=raw[:12], token_hash=cls.digest(raw))
+        return token, raw
+
+    @classmethod
+    def authenticate(cls, raw: str) -> Any:
+        """The user a raw token belongs to, or None."""
+        if not raw or len(raw) > 200:
+            return None
+        token = cls.objects.select_related("user").filter(token_hash=cls.digest(raw), revoked=False).first()
+        if token is None or not token.user.is_active:
+            return None
+        cls.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        return token.user

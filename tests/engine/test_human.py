@@ -94,3 +94,48 @@ async def test_it_resumes_a_checkpointed_run_with_the_human_answer() -> None:
     assert await resumed == "draft about bats: ship it"
     assert wf.calls == ["write", "ask", "decide"]  # nothing before the checkpoint ran again
     assert [c.seq for c in ckptr.checkpoints[handler.run_id]] == [1, 2, 3]
+
+
+class Side(Event):
+    pass
+
+
+class AskAndWorkFlow(Workflow):
+    @step
+    async def start(self, ev: StartEvent, ctx: Context) -> Draft | Side | None:
+        ctx.send_event(Draft(text="d"))
+        ctx.send_event(Side())
+        return None
+
+    @step
+    async def ask(self, ev: Draft) -> InputRequiredEvent:
+        return InputRequiredEvent(prefix="ok?")
+
+    @step
+    async def side_work(self, ev: Side) -> None:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return None
+
+    @step
+    async def decide(self, ev: HumanResponseEvent) -> StopEvent:
+        return StopEvent(result=ev.response)
+
+
+async def test_it_restores_the_waiting_for_input_state_from_a_checkpoint() -> None:
+    ckptr = WorkflowCheckpointer(AskAndWorkFlow())
+    handler = ckptr.run()
+    idle = asyncio.Event()
+    handler.on_idle(idle.set)
+    await asyncio.wait_for(idle.wait(), 5)
+    await handler.cancel_run()
+    (side,) = ckptr.filter_checkpoints(run_id=handler.run_id, last_completed_step="side_work")
+    assert side.ctx_state["awaiting_input"] is True  # the question was asked before side_work ended
+
+    fork = ckptr.run_from(side)  # nothing to dispatch or re-queue: only the open question
+    fork_idle = asyncio.Event()
+    fork.on_idle(fork_idle.set)
+    await asyncio.wait_for(fork_idle.wait(), 5)
+    assert fork.ctx.is_waiting_for_input
+    fork.ctx.send_event(HumanResponseEvent(response="fine"))
+    assert await fork == "fine"

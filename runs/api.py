@@ -1,0 +1,346 @@
+"""The JSON API (django-ninja): runs, checkpoints, fork, answers, workflows; OpenAPI at /api/openapi.json.
+
+Auth: the browser session (with CSRF on writes) or `Authorization: Bearer <token>`.
+Errors are always `{"error": {"code", "message", "field"?}}`; no error writes anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer, django_auth
+
+from . import filters, inputs, registry
+from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
+from .store import expand_state
+
+MAX_BODY = 1024 * 1024
+
+
+class BearerToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        user = ApiToken.authenticate(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+api = NinjaAPI(
+    title="wfdash API",
+    version="1",
+    description="Runs, checkpoints and forks of wfdash workflows.",
+    auth=[BearerToken(), django_auth],
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+# -- schemas -------------------------------------------------------------------
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+class RunOut(Schema):
+    id: uuid.UUID
+    workflow: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    start_event: dict[str, Any] | None
+    result: Any = None
+    error: str
+    parent_checkpoint_id: uuid.UUID | None
+    fork_edits: dict[str, Any]
+    checkpoint_count: int
+    attempts: int
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RunPage(Schema):
+    items: list[RunOut]
+    next_cursor: str | None
+
+
+class RunIn(Schema):
+    workflow: str = Field(min_length=1, max_length=100)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckpointOut(Schema):
+    id: uuid.UUID
+    run_id: uuid.UUID
+    seq: int
+    workflow: str
+    last_completed_step: str
+    input_event_type: str
+    output_event_type: str
+    created_at: datetime
+    duration_ms: float
+    usage: list[dict[str, Any]] | None
+
+
+class CheckpointDetailOut(CheckpointOut):
+    input_event: dict[str, Any]
+    output_event: dict[str, Any] | None
+    ctx_state: dict[str, Any]
+
+
+class CheckpointPage(Schema):
+    items: list[CheckpointOut]
+    next_cursor: str | None
+
+
+class ForkIn(Schema):
+    output_event: dict[str, Any] | None = None
+    store: dict[str, Any] | None = None
+
+
+class RespondIn(Schema):
+    response: str = Field(max_length=100_000)
+
+
+class StepOut(Schema):
+    name: str
+    accepts: list[str]
+    returns: list[str]
+    num_workers: int
+
+
+class WorkflowOut(Schema):
+    name: str
+    start_event: str
+    steps: list[StepOut]
+    event_types: dict[str, dict[str, Any]]
+
+
+class RunFilters(Schema):
+    workflow: str | None = Field(default=None, max_length=100)
+    status: str | None = Field(default=None, max_length=20)
+    parent: str | None = Field(default=None, max_length=60, description="parent run id")
+    before: str | None = Field(default=None, max_length=120, description="cursor from next_cursor")
+
+
+class CheckpointFilters(Schema):
+    workflow: str | None = Field(default=None, max_length=100)
+    run: str | None = Field(default=None, max_length=60)
+    step: str | None = Field(default=None, max_length=100)
+    input_event_type: str | None = Field(default=None, max_length=100)
+    output_event_type: str | None = Field(default=None, max_length=100)
+    before: str | None = Field(default=None, max_length=120)
+
+
+ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+
+
+# -- errors --------------------------------------------------------------------
+
+
+def error(request: HttpRequest, status: int, code: str, message: str, field: str | None = None) -> HttpResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return api.create_response(request, {"error": body}, status=status)
+
+
+@api.exception_handler(ValidationError)
+def _validation(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    first = exc.errors[0] if exc.errors else {}
+    loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path", "payload", "filters")]
+    return error(request, 422, "invalid", str(first.get("msg", "invalid request")), ".".join(loc) or None)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error(request, 401, "unauthenticated", "sign in, or send Authorization: Bearer <token>")
+
+
+@api.exception_handler(PermissionDenied)
+def _forbidden(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error(request, 403, "forbidden", str(exc) or "permission denied")
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error(request, 404, "not_found", str(exc) or "not found")
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return error(request, 413, "too_large", f"request bodies are limited to {MAX_BODY} bytes")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    codes = {400: "bad_request", 409: "conflict", 413: "too_large"}
+    return error(request, exc.status_code, codes.get(exc.status_code, "error"), str(exc))
+
+
+def _need(request: HttpRequest, perm: str) -> None:
+    if not request.user.has_perm(f"runs.{perm}"):  # type: ignore[union-attr]
+        raise PermissionDenied(f"needs the runs.{perm} permission")
+
+
+def _run(run_id: uuid.UUID) -> Run:
+    try:
+        return Run.objects.get(pk=run_id)
+    except Run.DoesNotExist:
+        raise Http404(f"no run {run_id}") from None
+
+
+# -- runs ------------------------------------------------------------------------
+
+
+@api.get("/runs/", response={200: RunPage, **ERRORS}, tags=["runs"])
+def list_runs(request: HttpRequest, params: Query[RunFilters]) -> Any:
+    _need(request, "view_run")
+    try:
+        qs, _ = filters.run_filters({k: v for k, v in params.dict().items() if v is not None})
+        page = filters.paginate(qs, params.before)
+    except filters.FilterError as exc:
+        return error(request, 400, "bad_filter", str(exc))
+    return {"items": page.rows, "next_cursor": page.next_cursor}
+
+
+@api.post("/runs/", response={201: RunOut, **ERRORS}, tags=["runs"])
+def create_run(request: HttpRequest, payload: RunIn) -> Any:
+    _need(request, "add_run")
+    try:
+        run = start_run(payload.workflow, payload.input, user=request.user)
+    except inputs.InputError as exc:
+        field = "workflow" if "unknown workflow" in str(exc) else "input"
+        return error(request, 422 if field == "input" else 404, "invalid", str(exc), field)
+    return Status(201, run)
+
+
+@api.get("/runs/{run_id}/", response={200: RunOut, **ERRORS}, tags=["runs"])
+def get_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
+    _need(request, "view_run")
+    return _run(run_id)
+
+
+@api.post("/runs/{run_id}/cancel/", response={200: RunOut, 409: ErrorOut, **ERRORS}, tags=["runs"])
+def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
+    _need(request, "change_run")
+    run = _run(run_id)
+    if not run.request_cancel():
+        return error(request, 409, "conflict", f"the run already {run.status}")
+    return run
+
+
+@api.post("/runs/{run_id}/respond/", response={200: RunOut, 409: ErrorOut, **ERRORS}, tags=["runs"])
+def respond_to_run(request: HttpRequest, run_id: uuid.UUID, payload: RespondIn) -> Any:
+    _need(request, "change_run")
+    run = _run(run_id)
+    try:
+        if not respond(run, {"response": payload.response}):
+            return error(request, 409, "conflict", f"the run is {run.status}, not waiting for input")
+    except inputs.InputError as exc:
+        return error(request, 422, "invalid", str(exc), "response")
+    return run
+
+
+@api.get("/runs/{run_id}/checkpoints/", response={200: list[CheckpointOut], **ERRORS}, tags=["checkpoints"])
+def run_checkpoints(
+    request: HttpRequest, run_id: uuid.UUID, after: int = Query(0, ge=0), limit: int = Query(500, ge=1, le=5000)
+) -> Any:
+    _need(request, "view_run")
+    run = _run(run_id)
+    qs = Checkpoint.objects.filter(run=run, seq__gt=after).order_by("seq")
+    return list(qs.defer("input_event", "output_event", "ctx_state")[:limit])
+
+
+# -- checkpoints -----------------------------------------------------------------
+
+
+@api.get("/checkpoints/", response={200: CheckpointPage, **ERRORS}, tags=["checkpoints"])
+def list_checkpoints(request: HttpRequest, params: Query[CheckpointFilters]) -> Any:
+    _need(request, "view_run")
+    try:
+        qs, _ = filters.checkpoint_filters({k: v for k, v in params.dict().items() if v is not None})
+        page = filters.paginate(qs, params.before)
+    except filters.FilterError as exc:
+        return error(request, 400, "bad_filter", str(exc))
+    return {"items": page.rows, "next_cursor": page.next_cursor}
+
+
+def _checkpoint(checkpoint_id: uuid.UUID) -> Checkpoint:
+    try:
+        return Checkpoint.objects.get(pk=checkpoint_id)
+    except Checkpoint.DoesNotExist:
+        raise Http404(f"no checkpoint {checkpoint_id}") from None
+
+
+@api.get("/checkpoints/{checkpoint_id}/", response={200: CheckpointDetailOut, **ERRORS}, tags=["checkpoints"])
+def get_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID) -> Any:
+    _need(request, "view_run")
+    c = _checkpoint(checkpoint_id)
+    try:
+        c.ctx_state = expand_state(c.ctx_state)
+    except Exception as exc:
+        return error(request, 409, "corrupt", f"the checkpoint's snapshot cannot be read: {exc}")
+    return c
+
+
+@api.post("/checkpoints/{checkpoint_id}/fork/", response={201: RunOut, 409: ErrorOut, **ERRORS}, tags=["checkpoints"])
+def fork_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID, payload: ForkIn) -> Any:
+    _need(request, "add_run")
+    c = _checkpoint(checkpoint_id)
+    try:
+        run = fork_run(c.id, output_event=payload.output_event, store=payload.store, user=request.user)
+    except inputs.InputError as exc:
+        message = str(exc)
+        if "cannot be restored" in message:
+            return error(request, 409, "corrupt", message)
+        field = "store" if "store" in message and payload.store is not None else "output_event"
+        return error(request, 422, "invalid", message, field)
+    return Status(201, run)
+
+
+# -- workflows -------------------------------------------------------------------
+
+
+@api.get("/workflows/", response={200: list[WorkflowOut], **ERRORS}, tags=["workflows"])
+def list_workflows(request: HttpRequest) -> Any:
+    _need(request, "view_run")
+    out = []
+    for name in registry.names():
+        try:
+            workflow = registry.get_workflow(name)
+        except Exception:  # a misconfigured entry should not hide the others
+            continue
+        reg = workflow.event_registry
+        out.append(
+            {
+                "name": name,
+                "start_event": workflow.start_event_class.__name__,
+                "steps": [
+                    {
+                        "name": step,
+                        "accepts": [t.__name__ for t in cfg.accepted_events],
+                        "returns": [t.__name__ for t in cfg.return_types],
+                        "num_workers": cfg.num_workers,
+                    }
+                    for step, cfg in workflow.steps.items()
+                ],
+                "event_types": {n: reg.get(n).model_json_schema() for n in reg.names()},
+            }
+        )
+    return out
