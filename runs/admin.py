@@ -47,7 +47,8 @@ def pretty_json(value: Any) -> SafeString | None:
     """`value` as indented JSON in a <pre>, escaped; None (shown as "-") when there is none."""
     if value is None:
         return None
-    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    # Sorted keys: PostgreSQL's jsonb does not keep the order they were written in.
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
     if len(text) > MAX_JSON_CHARS:
         text = f"{text[:MAX_JSON_CHARS]}\n… (cut: {len(text):,} characters in all)"
     return pre(text)

@@ -72,8 +72,9 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.poller = asyncio.create_task(self.poll()) if not live.cross_process() else None
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "poller", None) is not None:
-            self.poller.cancel()
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            poller.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -155,8 +156,9 @@ class RunsListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.poller = asyncio.create_task(self.poll()) if not live.cross_process() else None
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "poller", None) is not None:
-            self.poller.cancel()
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            poller.cancel()
         await self.channel_layer.group_discard(live.RUNS_GROUP, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

@@ -47,20 +47,39 @@ def _post(client: Client, url: str, body, **extra):
 def finished() -> Run:
     run = start_run("chain", {"steps": 1})
     Run.objects.filter(pk=run.pk).update(status=RunStatus.SUCCEEDED, checkpoint_count=2, result={"ticks": 1})
-    state = {"version": 1, "store": {"steps": {"v": 1}, "sleep": {"v": 0.0}, "doc": {"b": "f" * 64}}, "queued": [],
-             "in_flight": [], "collect": [], "waiters": [], "awaiting_input": False}
+    state = {
+        "version": 1,
+        "store": {"steps": {"v": 1}, "sleep": {"v": 0.0}, "doc": {"b": "f" * 64}},
+        "queued": [],
+        "in_flight": [],
+        "collect": [],
+        "waiters": [],
+        "awaiting_input": False,
+    }
     from runs.models import Blob
 
     Blob.objects.create(hash="f" * 64, data='"a big document"')
     Checkpoint.objects.create(
-        run=run, workflow="chain", seq=1, last_completed_step="begin", input_event_type="ChainStart",
-        output_event_type="Tick", input_event={"type": "ChainStart", "data": {"steps": 1, "sleep": 0.0, "payload": ""}},
-        output_event={"type": "Tick", "data": {"n": 1}}, ctx_state=state,
+        run=run,
+        workflow="chain",
+        seq=1,
+        last_completed_step="begin",
+        input_event_type="ChainStart",
+        output_event_type="Tick",
+        input_event={"type": "ChainStart", "data": {"steps": 1, "sleep": 0.0, "payload": ""}},
+        output_event={"type": "Tick", "data": {"n": 1}},
+        ctx_state=state,
     )
     Checkpoint.objects.create(
-        run=run, workflow="chain", seq=2, last_completed_step="tick", input_event_type="Tick",
-        output_event_type="StopEvent", input_event={"type": "Tick", "data": {"n": 1}},
-        output_event={"type": "StopEvent", "data": {"result": {"ticks": 1}}}, ctx_state=state,
+        run=run,
+        workflow="chain",
+        seq=2,
+        last_completed_step="tick",
+        input_event_type="Tick",
+        output_event_type="StopEvent",
+        input_event={"type": "Tick", "data": {"n": 1}},
+        output_event={"type": "StopEvent", "data": {"result": {"ticks": 1}}},
+        ctx_state=state,
     )
     run.refresh_from_db()
     return run

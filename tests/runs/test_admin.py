@@ -161,6 +161,8 @@ def test_it_renders_run_checkpoint_and_blob_change_pages(admin_client: Client) -
     assert response.status_code == 200
     assert '<td class="field-total_tokens">12</td>' in response.content.decode()
     assert url("checkpoint_change", parent.pk) in response.content.decode()
+    response = admin_client.get(url("run_changelist"), {"parent_checkpoint__id__exact": str(parent.pk)})
+    assert list(response.context["cl"].result_list) == [run]
 
     response = admin_client.get(url("blob_change", blob.pk))
     assert response.status_code == 200
@@ -181,7 +183,9 @@ def test_it_shows_checkpoint_json_pretty_and_escapes_script(admin_client: Client
     assert SCRIPT not in content
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in content
     assert '<pre class="wfdash-pre"' in content
-    assert "{\n  &quot;type&quot;: &quot;ChainStart&quot;,\n  &quot;data&quot;: {\n    &quot;steps&quot;: 1," in content
+    # Indented, keys sorted (PostgreSQL's jsonb reorders them).
+    assert "{\n  &quot;data&quot;: {\n    &quot;payload&quot;: &quot;&lt;script&gt;" in content
+    assert "&quot;steps&quot;: 1\n  },\n  &quot;type&quot;: &quot;ChainStart&quot;\n}</pre>" in content
     assert "&quot;steps&quot;: {\n      &quot;v&quot;: 1\n    }" in content  # ctx_state as stored
     assert 'name="_save"' not in content
 
@@ -272,6 +276,7 @@ def test_it_forks_a_checkpoint_into_a_new_run(admin_client: Client, admin_user: 
     [message] = page_messages(response)
     assert message.startswith("Forked 1 checkpoint; new run: ")
     assert url("run_change", child.pk) in message
+    assert f'<a href="{url("run_change", child.pk)}">{child.pk}</a>' in response.content.decode()
 
 
 def test_it_forks_from_the_checkpoint_change_page(admin_client: Client) -> None:
@@ -353,7 +358,8 @@ def test_it_keeps_staff_without_permissions_from_the_actions(client: Client, dja
     assert not Run.objects.filter(parent_checkpoint=checkpoint).exists()
 
 
-def test_it_shows_nothing_for_an_unknown_id(admin_client: Client) -> None:
-    response = admin_client.get(url("checkpoint_change", uuid.uuid4()), follow=True)
-    assert response.status_code == 200
-    assert any("doesn’t exist" in m for m in page_messages(response))
+def test_it_redirects_to_the_list_for_unknown_or_malformed_ids(admin_client: Client) -> None:
+    for page in (url("checkpoint_change", uuid.uuid4()), url("run_change", "not-a-uuid")):
+        response = admin_client.get(page, follow=True)
+        assert response.status_code == 200
+        assert any("doesn’t exist" in m for m in page_messages(response))

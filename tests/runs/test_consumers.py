@@ -111,9 +111,15 @@ async def test_it_relays_live_checkpoints_and_drops_duplicates(cookie: bytes) ->
     base = {k: v for k, v in old.items()}
     for seq in (4, 5):
         await Checkpoint.objects.acreate(
-            run=run, workflow="chain", seq=seq, last_completed_step="tick", input_event_type="Tick",
-            output_event_type="Tick", input_event={"type": "Tick", "data": {"n": seq}},
-            output_event={"type": "Tick", "data": {"n": seq}}, ctx_state={"version": 1, "store": {}},
+            run=run,
+            workflow="chain",
+            seq=seq,
+            last_completed_step="tick",
+            input_event_type="Tick",
+            output_event_type="Tick",
+            input_event={"type": "Tick", "data": {"n": seq}},
+            output_event={"type": "Tick", "data": {"n": seq}},
+            ctx_state={"version": 1, "store": {}},
         )
     await layer.group_send(live.run_group(run.id), {"type": "checkpoint.created", "message": {**base, "seq": 5}})
     got = [await ws.receive_json_from(timeout=5) for _ in range(2)]

@@ -34,17 +34,35 @@ def finished_run() -> Run:
     run.result = {"ticks": 2}
     run.checkpoint_count = 3
     run.save()
-    state = {"version": 1, "store": {"steps": {"v": 2}, "sleep": {"v": 0.0}}, "queued": [], "in_flight": [],
-             "collect": [], "waiters": [], "awaiting_input": False}
+    state = {
+        "version": 1,
+        "store": {"steps": {"v": 2}, "sleep": {"v": 0.0}},
+        "queued": [],
+        "in_flight": [],
+        "collect": [],
+        "waiters": [],
+        "awaiting_input": False,
+    }
     events = [
-        ("begin", {"type": "ChainStart", "data": {"steps": 2, "sleep": 0.0, "payload": ""}}, {"type": "Tick", "data": {"n": 1}}),
+        (
+            "begin",
+            {"type": "ChainStart", "data": {"steps": 2, "sleep": 0.0, "payload": ""}},
+            {"type": "Tick", "data": {"n": 1}},
+        ),
         ("tick", {"type": "Tick", "data": {"n": 1}}, {"type": "Tick", "data": {"n": 2}}),
         ("tick", {"type": "Tick", "data": {"n": 2}}, {"type": "StopEvent", "data": {"result": {"ticks": 2}}}),
     ]
     for seq, (step, inp, out) in enumerate(events, start=1):
         Checkpoint.objects.create(
-            run=run, workflow="chain", seq=seq, last_completed_step=step, input_event_type=inp["type"],
-            output_event_type=out["type"], input_event=inp, output_event=out, ctx_state=state,
+            run=run,
+            workflow="chain",
+            seq=seq,
+            last_completed_step=step,
+            input_event_type=inp["type"],
+            output_event_type=out["type"],
+            input_event=inp,
+            output_event=out,
+            ctx_state=state,
         )
     return run
 
@@ -52,8 +70,13 @@ def finished_run() -> Run:
 def _pages(run: Run) -> list[str]:
     c = run.checkpoints.first()
     return [
-        "/", f"/runs/{run.id}/", "/runs/new/", "/runs/new/?workflow=chain", "/checkpoints/",
-        f"/checkpoints/{c.id}/", f"/checkpoints/{c.id}/edit/",
+        "/",
+        f"/runs/{run.id}/",
+        "/runs/new/",
+        "/runs/new/?workflow=chain",
+        "/checkpoints/",
+        f"/checkpoints/{c.id}/",
+        f"/checkpoints/{c.id}/edit/",
     ]
 
 
@@ -130,7 +153,11 @@ def test_it_explains_bad_run_filters_without_a_500(client_in: Client, params, me
 
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({"run": "not-a-uuid"}, "run must be a UUID"), ({"step": "a b"}, "step must be a name"), ({"before": "x_y"}, "cursor")],
+    [
+        ({"run": "not-a-uuid"}, "run must be a UUID"),
+        ({"step": "a b"}, "step must be a name"),
+        ({"before": "x_y"}, "cursor"),
+    ],
 )
 def test_it_explains_bad_explorer_filters_without_a_500(client_in: Client, params, message) -> None:
     response = client_in.get("/checkpoints/", params)

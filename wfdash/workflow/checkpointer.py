@@ -301,13 +301,17 @@ class WorkflowCheckpointer:
             await store.run_started(info)
 
         async def on_step(
-            ctx: Context, name: str, ev: Event, out: Event | None, seconds: float, usage: list[dict[str, Any]]
+            ctx: Context,
+            name: str,
+            ev: Event,
+            out: Event | None,
+            seconds: float,
+            usage: list[dict[str, Any]],
+            state: dict[str, Any],
         ) -> None:
             nonlocal next_seq
-            if name in disabled:
-                return
-            # Snapshot and seq are taken before the first await, so they describe
-            # the moment this step completed even if other steps finish meanwhile.
+            # seq is taken before the first await, like the snapshot, so both
+            # describe the moment this step completed.
             checkpoint = Checkpoint.model_construct(
                 id_=str(uuid.uuid4()),
                 run_id=ctx.run_id,
@@ -315,7 +319,7 @@ class WorkflowCheckpointer:
                 last_completed_step=name,
                 input_event=ev,
                 output_event=out,
-                ctx_state=ctx.snapshot(),
+                ctx_state=state,
                 created_at=datetime.now(UTC),
                 duration_ms=seconds * 1000.0,
                 usage=usage,
@@ -334,6 +338,7 @@ class WorkflowCheckpointer:
             on_step=on_step,
             on_finish=on_finish,
             on_start=on_start,
+            checkpointed=lambda name: name not in disabled,
         )
 
     # -- reading -------------------------------------------------------------

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 from collections import deque
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import SerializationError, WorkflowRuntimeError
@@ -68,6 +68,8 @@ class Context:
         self.store = ContextStore()
         self._queued: dict[str, deque[Event]] = {name: deque() for name in workflow._steps}
         self._in_flight: dict[int, tuple[str, Event]] = {}
+        # Outputs of completed steps whose checkpoint is still being written.
+        self._unsent: dict[int, Event] = {}
         self._tokens = itertools.count()
         self._collect: dict[tuple[str, ...], list[Event]] = {}
         self._waiters: list[_Waiter] = []
@@ -147,6 +149,7 @@ class Context:
             "store": self.store.snapshot(),
             "queued": [{"step": name, "event": encode_event(ev)} for name, q in self._queued.items() for ev in q],
             "in_flight": [{"step": name, "event": encode_event(ev)} for name, ev in self._in_flight.values()],
+            "unsent": [encode_event(ev) for ev in self._unsent.values()],
             "collect": [
                 {"expected": list(key), "events": [encode_event(ev) for ev in events]}
                 for key, events in self._collect.items()
@@ -162,10 +165,13 @@ class Context:
         """Load store and buffers from a snapshot; return the (step, event) pairs to re-queue.
 
         In-flight events come first: they were started before anything still queued.
+        A pair with step "" is an output to dispatch afresh.
         """
         registry = self.workflow._registry
         if not isinstance(state, dict) or state.get("version") != SNAPSHOT_VERSION:
             raise SerializationError("unsupported or corrupt context snapshot (missing version 1)")
+        # The restored run must not share mutable values with the checkpoint it came from.
+        state = copy.deepcopy(state)
         try:
             store = state["store"]
             if not isinstance(store, dict):
@@ -182,11 +188,9 @@ class Context:
                     if name not in self.workflow._steps:
                         raise SerializationError(f"snapshot names unknown step {name!r}")
                     pending.append((name, registry.decode(entry["event"])))
+            # "" means: route it as a new event (the output of a step still checkpointing).
+            pending.extend(("", registry.decode(e)) for e in state.get("unsent", []))
             self._awaiting_input = bool(state.get("awaiting_input", False))
         except (KeyError, TypeError) as exc:
             raise SerializationError(f"corrupt context snapshot: {exc!r}") from None
         return pending
-
-    @staticmethod
-    def pending_steps(state: dict[str, Any]) -> Iterable[str]:
-        return [e["step"] for e in state.get("in_flight", [])] + [e["step"] for e in state.get("queued", [])]

@@ -17,6 +17,18 @@ class Event(BaseModel):
     # as immutable once dispatched.
     _encoded: dict[str, Any] | None = PrivateAttr(default=None)
 
+    def __eq__(self, other: object) -> bool:
+        # Fields only: pydantic would also compare the private encoding cache.
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (
+            type(self) is type(other)
+            and self.__dict__ == other.__dict__
+            and self.__pydantic_extra__ == other.__pydantic_extra__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
 
 class StartEvent(Event):
     """Starts a run; the keyword arguments of `run()` become its attributes."""

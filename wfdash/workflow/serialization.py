@@ -86,7 +86,11 @@ def encode_value(key: str, value: Any) -> Any:
     if isinstance(value, _IMMUTABLE):
         return value
     if isinstance(value, Event):
-        return {EVENT_TAG: encode_event(value)}
+        # Not the cached form: a step may have changed an event it keeps in the store.
+        try:
+            return {EVENT_TAG: {"type": type(value).__name__, "data": value.model_dump(mode="json")}}
+        except Exception as exc:
+            raise SerializationError(f"store value for key {key!r} is not JSON-serializable: {exc}") from None
     try:
         return json.loads(json.dumps(value, default=_reject))
     except (TypeError, ValueError) as exc:

@@ -23,8 +23,9 @@ from .serialization import EventRegistry
 from .usage import begin_step
 
 # Called once a step completed and before its output is dispatched:
-# (ctx, step name, input event, output event or None, duration in seconds, usage records).
-StepHook = Callable[[Context, str, Event, Event | None, float, list[dict[str, Any]]], Awaitable[None]]
+# (ctx, step name, input event, output event or None, duration in seconds, usage records,
+# the context snapshot taken as the step completed).
+StepHook = Callable[[Context, str, Event, Event | None, float, list[dict[str, Any]], dict[str, Any]], Awaitable[None]]
 # Called when a run ends, before awaiting the handler returns: (ctx, result, error).
 FinishHook = Callable[[Context, Any, BaseException | None], Awaitable[None]]
 
@@ -125,11 +126,17 @@ class Workflow:
         on_step: StepHook | None = None,
         on_finish: FinishHook | None = None,
         on_start: Callable[[Context], Awaitable[None]] | None = None,
+        checkpointed: Callable[[str], bool] | None = None,
     ) -> WorkflowHandler:
-        """Start a run, optionally restored from a snapshot; `dispatch` pairs are (target step, event)."""
+        """Start a run, optionally restored from a snapshot; `dispatch` pairs are (target step, event).
+
+        `on_step` is called for the steps `checkpointed` accepts (all by default).
+        """
         ctx = Context(self, run_id)
         requeue = ctx.restore(snapshot) if snapshot is not None else []
         runner = _Runner(self, ctx, on_step, on_finish)
+        if checkpointed is not None:
+            runner.checkpointed = checkpointed
         task = asyncio.get_running_loop().create_task(runner.main(requeue, dispatch, on_start))
         return WorkflowHandler(runner, task)
 
@@ -156,6 +163,7 @@ class _Runner:
         self.checkpointing = 0
         # Called when the run is idle waiting for a human answer.
         self.on_idle: Callable[[], None] | None = None
+        self.checkpointed: Callable[[str], bool] = lambda name: True
         ctx._runner = self
 
     async def main(
@@ -173,7 +181,10 @@ class _Runner:
             if self.workflow.timeout is not None:
                 timer = asyncio.get_running_loop().call_later(self.workflow.timeout, self._timed_out)
             for name, ev in requeue:
-                self._enqueue(name, ev)
+                if name:
+                    self._enqueue(name, ev)
+                else:
+                    self.dispatch(ev)
             for target, ev in dispatch:
                 self.dispatch(ev, target)
             if not self.outcome.done():
@@ -272,15 +283,25 @@ class _Runner:
             return
         del self.ctx._in_flight[token]
         self.active[name] -= 1
-        if self.on_step is not None:
+        if self.on_step is not None and self.checkpointed(name):
+            try:
+                state = self.ctx.snapshot()
+            except Exception as exc:
+                self._fail(WorkflowRuntimeError(f"step '{name}': {exc}", step=name), exc)
+                return
+            # Until its checkpoint is written, the output belongs in every other
+            # snapshot taken meanwhile, or a restore from one of those would lose it.
+            if output is not None:
+                self.ctx._unsent[token] = output
             self.checkpointing += 1
             try:
-                await self.on_step(self.ctx, name, ev, output, time.perf_counter() - started, usage)
+                await self.on_step(self.ctx, name, ev, output, time.perf_counter() - started, usage, state)
             except Exception as exc:
                 self._fail(WorkflowRuntimeError(f"step '{name}': checkpoint failed: {exc}", step=name), exc)
                 return
             finally:
                 self.checkpointing -= 1
+                self.ctx._unsent.pop(token, None)
         if output is not None:
             try:
                 self.dispatch(output)

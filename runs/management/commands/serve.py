@@ -63,7 +63,8 @@ class Command(BaseCommand):
                     child.wait(timeout=35)
                 except subprocess.TimeoutExpired:
                     child.kill()
-        failed = [c.args[2] if c is server else "wfworker" for c in children if c.returncode not in (0, -15, None)]
+        names = {id(server): "daphne", id(worker): "wfworker"}
+        failed = [names[id(c)] for c in children if c.returncode not in (0, -15, None)]
         if failed:
             self.stderr.write(f"stopped because a process exited: {', '.join(map(str, failed))}")
             raise SystemExit(1)
