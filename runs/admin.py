@@ -30,7 +30,7 @@ from wfdash.workflow.errors import SerializationError
 
 from . import registry
 from .inputs import InputError
-from .models import TERMINAL, Blob, Checkpoint, Run, RunStatus, fork_run
+from .models import TERMINAL, ApiToken, Blob, Checkpoint, Run, RunStatus, fork_run
 from .store import expand_state
 
 # Longest JSON text shown on a page; past it the text is cut with a note.
@@ -498,3 +498,23 @@ class BlobAdmin(ReadOnlyAdmin):
             return pretty_json(json.loads(obj.data))
         except ValueError:
             return pre(obj.data)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Tokens are created with `manage.py createtoken`; here they are listed and revoked."""
+
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "revoked")
+    list_filter = ("revoked",)
+    search_fields = ("prefix", "name", "user__username")
+    readonly_fields = ("user", "prefix", "created_at", "last_used_at")
+    exclude = ("token_hash",)
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # the raw token must be shown once, which only createtoken does
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        count = queryset.update(revoked=True)
+        self.message_user(request, f"{count} token(s) revoked.")

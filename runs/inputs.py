@@ -32,6 +32,21 @@ def parse_json_object(raw: str | bytes | None, what: str) -> dict[str, Any]:
     return value
 
 
+def reject_nul(value: Any, what: str) -> None:
+    """PostgreSQL cannot store NUL characters in text or JSON; refuse them up front, on every database."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InputError(f"{what} must not contain NUL (\\u0000) characters")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+
+
 def workflow_named(name: str) -> Workflow:
     try:
         return registry.get_workflow(name)
@@ -41,6 +56,7 @@ def workflow_named(name: str) -> Workflow:
 
 def start_event(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:
     """The encoded start event for `fields`, validated against the workflow's start event class."""
+    reject_nul(fields, "the input")
     try:
         ev = validate_event(workflow.start_event_class, fields)
         return encode_event(ev)
@@ -51,6 +67,8 @@ def start_event(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:
 def fork_edits(workflow: Workflow, output_event: Event | None, edit: Any, store: Any) -> dict[str, Any]:
     """Validated edits for a fork: `edit` is the new output event's fields, or {"type", "data"}."""
     edits: dict[str, Any] = {}
+    reject_nul(edit, "the output event")
+    reject_nul(store, "the store edits")
     if edit is not None:
         if not isinstance(edit, dict):
             raise InputError("the output event must be a JSON object")
@@ -83,6 +101,7 @@ def fork_edits(workflow: Workflow, output_event: Event | None, edit: Any, store:
 
 
 def human_response(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:
+    reject_nul(fields, "the answer")
     try:
         return encode_event(validate_event(HumanResponseEvent, fields))
     except SerializationError as exc:

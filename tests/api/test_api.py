@@ -198,6 +198,7 @@ def test_it_accepts_the_session_but_enforces_csrf_on_writes(owner) -> None:
         ({"workflow": "chain", "input": "steps=3"}, 422, "input"),
         ({"workflow": "chain", "input": {"steps": "many"}}, 422, "input"),
         ({"workflow": "nope"}, 404, "workflow"),
+        ({"workflow": "chain", "input": {"payload": "a\u0000b"}}, 422, "input"),
         ({}, 422, "workflow"),
     ],
 )
@@ -240,3 +241,14 @@ def test_it_creates_tokens_stored_hashed(owner, capsys) -> None:
     token = ApiToken.objects.get(name="ci")
     assert raw.startswith("wfd_") and raw not in (token.token_hash, token.prefix) and token.prefix == raw[:12]
     assert ApiToken.authenticate(raw) == owner
+
+
+def test_it_revokes_tokens_in_the_admin(owner, token: str, api: Client) -> None:
+    admin_user = get_user_model().objects.create_superuser("root", "", "pw-root-123")
+    staff = Client()
+    staff.force_login(admin_user)
+    pk = ApiToken.objects.get(user=owner).pk
+    assert staff.get("/admin/runs/apitoken/").status_code == 200
+    assert token not in staff.get(f"/admin/runs/apitoken/{pk}/change/").content.decode()
+    staff.post("/admin/runs/apitoken/", {"action": "revoke", "_selected_action": [pk]})
+    _error(api.get("/api/runs/"), 401)
