@@ -11,7 +11,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -132,7 +132,13 @@ class Worker:
                 free = self.concurrency - len(self.tasks)
                 claimed: list[Run] = []
                 if free > 0:
-                    claimed = await sync_to_async(claim_runs)(self.worker_id, free, self.lease_seconds)
+                    try:
+                        claimed = await sync_to_async(claim_runs)(self.worker_id, free, self.lease_seconds)
+                    except (OperationalError, InterfaceError) as exc:
+                        # The database is away (restart, failover): keep running what we have.
+                        log.warning("cannot claim runs: %s", exc)
+                        await sync_to_async(connection.close)()
+                        claimed = []
                     for run in claimed:
                         self._start(run)
                     if claimed and self.store.announce:
@@ -182,6 +188,7 @@ class Worker:
                             await handler.cancel_run()
             except Exception:
                 log.exception("housekeeping failed; retrying")
+                await sync_to_async(connection.close)()
 
     def _start(self, run: Run) -> None:
         run_id = str(run.id)

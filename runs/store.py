@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import socket
 import traceback
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -33,6 +34,10 @@ from .models import Blob, Checkpoint, Run, RunStatus
 
 # Store values whose JSON is longer than this go to a content-addressed blob.
 BLOB_THRESHOLD = 256
+# How long a batch keeps retrying a lost database connection before the step fails.
+RETRY_SECONDS = 60.0
+
+log = logging.getLogger("runs.store")
 
 
 class LeaseLost(RuntimeError):
@@ -51,10 +56,10 @@ class _Batcher:
     """Runs write operations of many coroutines in one transaction per batch."""
 
     def __init__(self) -> None:
-        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Callable[[bool], Any], asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, op: Callable[[], Any]) -> Any:
+    async def submit(self, op: Callable[[bool], Any]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, future))
@@ -65,10 +70,7 @@ class _Batcher:
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            try:
-                outcomes = await sync_to_async(_apply_batch)([op for op, _ in batch])
-            except BaseException as exc:  # the commit itself failed: every op in it failed
-                outcomes = [exc] * len(batch)
+            outcomes = await self._commit([op for op, _ in batch])
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
@@ -78,14 +80,44 @@ class _Batcher:
                     future.set_result(outcome)
 
 
-def _apply_batch(ops: list[Callable[[], Any]]) -> list[Any]:
+    async def _commit(self, ops: list[Callable[[bool], Any]]) -> list[Any]:
+        """Apply a batch; on a lost or locked connection, reconnect and retry (ops are idempotent)."""
+        delay = 0.05
+        deadline = asyncio.get_running_loop().time() + RETRY_SECONDS
+        retrying = False
+        while True:
+            try:
+                return await sync_to_async(_apply_batch)(ops, retrying)
+            except (OperationalError, InterfaceError) as exc:
+                retrying = True
+            except (OperationalError, InterfaceError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    return [exc] * len(ops)
+                log.warning("checkpoint write failed (%s); retrying in %.2f s", exc, delay)
+                await sync_to_async(_drop_connection)()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except BaseException as exc:  # the commit itself failed: every op in it failed
+                return [exc] * len(ops)
+
+
+def _drop_connection() -> None:
+    try:
+        connection.close()
+    except Exception:  # it is already broken; the next query reconnects
+        pass
+
+
+def _apply_batch(ops: list[Callable[[bool], Any]], retrying: bool) -> list[Any]:
     outcomes: list[Any] = []
     with transaction.atomic():
         for op in ops:
             try:
                 # A savepoint per op: one failing write does not undo the others.
                 with transaction.atomic():
-                    outcomes.append(op())
+                    outcomes.append(op(retrying))
+            except (OperationalError, InterfaceError):
+                raise  # the connection is gone: retry the whole batch
             except Exception as exc:
                 outcomes.append(exc)
     return outcomes
@@ -119,7 +151,7 @@ class DatabaseCheckpointStore:
         start = encode_event(run.start_event) if run.start_event is not None else None
         owner = self.owner
 
-        def op() -> None:
+        def op(retrying: bool) -> None:
             now = timezone.now()
             if Run.objects.filter(pk=run.run_id).exists():
                 # Resuming a run this process owns again.
@@ -170,7 +202,10 @@ class DatabaseCheckpointStore:
         }
         owner = self.owner
 
-        def op() -> None:
+        def op(retrying: bool) -> None:
+            # After a lost connection the first attempt may have committed after all.
+            if retrying and Checkpoint.objects.filter(pk=row.id).exists():
+                return
             if blobs:
                 Blob.objects.bulk_create([Blob(hash=h, data=data) for h, data in blobs.items()], ignore_conflicts=True)
             # Only the owner of the run may extend it: a worker that lost its
@@ -208,7 +243,7 @@ class DatabaseCheckpointStore:
         else:
             fields.update(status=RunStatus.FAILED, error=str(error), error_traceback=_format_traceback(error))
 
-        def op() -> None:
+        def op(retrying: bool) -> None:
             Run.objects.filter(pk=run_id, worker_id=owner).exclude(status__in=[RunStatus.CANCELLED]).update(**fields)
 
         await self._batcher.submit(op)

@@ -282,3 +282,41 @@ def _pretty(value: Any) -> str:
     import json
 
     return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Reachability of the database and the channel layer, for load balancers; open to anyone,
+    it reveals nothing but "ok"/"error" per component."""
+    import asyncio
+    import json
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from django.db import connection
+
+    status: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        status["database"] = "ok"
+    except Exception:
+        status["database"] = "error"
+    try:
+        layer = get_channel_layer()
+
+        async def ping() -> None:
+            channel = await layer.new_channel()
+            await asyncio.wait_for(layer.send(channel, {"type": "healthz"}), 2)
+            await asyncio.wait_for(layer.receive(channel), 2)
+
+        async_to_sync(ping)()
+        status["channel_layer"] = "ok"
+    except Exception:
+        status["channel_layer"] = "error"
+    healthy = all(v == "ok" for v in status.values())
+    return HttpResponse(
+        json.dumps({"status": "ok" if healthy else "error", **status}),
+        content_type="application/json",
+        status=200 if healthy else 503,
+    )

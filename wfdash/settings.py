@@ -94,7 +94,12 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'wfdash.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, 0))}
+# Workers and daphne keep connections open between requests (CONN_MAX_AGE), checked before reuse.
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, 0), conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process read while a worker writes; IMMEDIATE avoids
     # lock upgrades failing mid-transaction under concurrent writers.
@@ -149,6 +154,21 @@ WFDASH_WORKFLOWS: dict[str, str] = {
     "flaky_forever": "runs.examples.flaky.AlwaysFailingFlow",
     "chain": "runs.examples.chain.ChainFlow",
 }
+# Production: set DEBUG=0, SECRET_KEY, ALLOWED_HOSTS; behind a TLS proxy also
+# SECURE_PROXY_SSL_HEADER=1 (trusts X-Forwarded-Proto) and CSRF_TRUSTED_ORIGINS.
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, 0)
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_REFERRER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
 WFDASH_LEASE_SECONDS = env_int("WFDASH_LEASE_SECONDS", 30)
 WFDASH_WORKER_CONCURRENCY = env_int("WFDASH_WORKER_CONCURRENCY", 50)
 
