@@ -132,6 +132,8 @@ class Blob(models.Model):
 
     hash = models.CharField(max_length=64, primary_key=True)
     data = models.TextField()
+    # Lets `prune --gc-blobs` spare blobs written while it scanned.
+    created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return self.hash

@@ -79,7 +79,6 @@ class _Batcher:
                 else:
                     future.set_result(outcome)
 
-
     async def _commit(self, ops: list[Callable[[bool], Any]]) -> list[Any]:
         """Apply a batch; on a lost or locked connection, reconnect and retry (ops are idempotent)."""
         delay = 0.05
@@ -90,7 +89,6 @@ class _Batcher:
                 return await sync_to_async(_apply_batch)(ops, retrying)
             except (OperationalError, InterfaceError) as exc:
                 retrying = True
-            except (OperationalError, InterfaceError) as exc:
                 if asyncio.get_running_loop().time() > deadline:
                     return [exc] * len(ops)
                 log.warning("checkpoint write failed (%s); retrying in %.2f s", exc, delay)
@@ -379,3 +377,20 @@ def load_checkpoint(checkpoint_id: str, workflow: Workflow) -> EngineCheckpoint:
     if row.workflow != expected:
         raise SerializationError(f"checkpoint {checkpoint_id} belongs to workflow {row.workflow!r}, not {expected!r}")
     return to_engine(row, workflow)
+
+
+def split_store(state: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of a snapshot (sync): large store values written as blobs, referred to by hash."""
+    blobs: dict[str, str] = {}
+    stored: dict[str, Any] = {}
+    for key, value in state.get("store", {}).items():
+        data = canonical_json(value)
+        if isinstance(value, int | float | bool | type(None)) or len(data) <= BLOB_THRESHOLD:
+            stored[key] = {"v": value}
+        else:
+            digest = hashlib.sha256(data.encode()).hexdigest()
+            blobs[digest] = data
+            stored[key] = {"b": digest}
+    if blobs:
+        Blob.objects.bulk_create([Blob(hash=h, data=d) for h, d in blobs.items()], ignore_conflicts=True)
+    return {**state, "store": stored}

@@ -10,6 +10,7 @@ from runs.models import Checkpoint
 
 
 class Command(BaseCommand):
+    requires_system_checks: list[str] = []  # a runtime command: checks belong to deploys
     help = "List checkpoints matching every given filter (AND), oldest first."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -9,6 +9,7 @@ from runs.models import ApiToken
 
 
 class Command(BaseCommand):
+    requires_system_checks: list[str] = []  # a runtime command: checks belong to deploys
     help = "Create an API token for USERNAME and print it (shown once; only its hash is stored)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -12,6 +12,7 @@ from ._follow import report
 
 
 class Command(BaseCommand):
+    requires_system_checks: list[str] = []  # a runtime command: checks belong to deploys
     help = "Queue a new run from a checkpoint, optionally with an edited output event or store values."
 
     def add_arguments(self, parser: CommandParser) -> None:

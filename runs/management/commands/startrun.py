@@ -11,6 +11,7 @@ from ._follow import report
 
 
 class Command(BaseCommand):
+    requires_system_checks: list[str] = []  # a runtime command: checks belong to deploys
     help = "Queue a run; print its id, and with --wait its result as JSON (exit 1 if it fails)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -9,6 +9,7 @@ from runs.executor import Worker
 
 
 class Command(BaseCommand):
+    requires_system_checks: list[str] = []  # a runtime command: checks belong to deploys
     help = "Execute queued runs, many at a time on one asyncio loop. SIGTERM drains."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -1,0 +1,132 @@
+"""Export a run with its checkpoints as one JSON document, and import it, validated first."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
+from wfdash.workflow.checkpointer import validate_snapshot
+from wfdash.workflow.errors import SerializationError
+
+from . import inputs
+from .models import TERMINAL, Checkpoint, Run, RunStatus
+from .store import expand_state, split_store
+
+FORMAT = "wfdash.run/1"
+RUN_FIELDS = (
+    "workflow", "status", "start_event", "result", "error", "error_traceback", "fork_edits", "created_at",
+    "started_at", "finished_at", "attempts", "checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens",
+)  # fmt: skip
+
+
+def export_run(run: Run) -> dict[str, Any]:
+    """The run and its checkpoints, blob references replaced by their values."""
+    data: dict[str, Any] = {f: getattr(run, f) for f in RUN_FIELDS}
+    for f in ("created_at", "started_at", "finished_at"):
+        data[f] = data[f].isoformat() if data[f] else None
+    data["id"] = str(run.id)
+    data["parent_checkpoint_id"] = str(run.parent_checkpoint_id) if run.parent_checkpoint_id else None
+    checkpoints = [
+        {
+            "id": str(c.id),
+            "seq": c.seq,
+            "last_completed_step": c.last_completed_step,
+            "input_event": c.input_event,
+            "output_event": c.output_event,
+            "ctx_state": expand_state(c.ctx_state),
+            "created_at": c.created_at.isoformat(),
+            "duration_ms": c.duration_ms,
+            "usage": c.usage,
+        }
+        for c in Checkpoint.objects.filter(run=run).order_by("seq").iterator(chunk_size=500)
+    ]
+    return {"format": FORMAT, "run": data, "checkpoints": checkpoints}
+
+
+def import_run(doc: Any) -> Run:
+    """Validate everything against the workflow's registry, then insert in one transaction."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise inputs.InputError(f"not a wfdash run export (expected format {FORMAT!r})")
+    data, rows = doc.get("run"), doc.get("checkpoints")
+    if not isinstance(data, dict) or not isinstance(rows, list):
+        raise inputs.InputError("the export needs a 'run' object and a 'checkpoints' list")
+    workflow = inputs.workflow_named(str(data.get("workflow")))
+    registry = workflow.event_registry
+    try:
+        run_id = uuid.UUID(str(data.get("id")))
+    except ValueError:
+        raise inputs.InputError("the run id is not a UUID") from None
+    if Run.objects.filter(pk=run_id).exists():
+        raise inputs.InputError(f"run {run_id} exists already")
+    status = data.get("status")
+    if status not in RunStatus.values:
+        raise inputs.InputError(f"unknown status {status!r}")
+    try:
+        if data.get("start_event") is not None:
+            registry.decode(data["start_event"])
+        for f in ("output_event",):
+            if (data.get("fork_edits") or {}).get(f) is not None:
+                registry.decode(data["fork_edits"][f])
+        checkpoints: list[Checkpoint] = []
+        for expected_seq, row in enumerate(rows, start=1):
+            if not isinstance(row, dict) or row.get("seq") != expected_seq:
+                raise SerializationError(f"checkpoint {expected_seq}: seq must run 1, 2, 3... without gaps")
+            engine = EngineCheckpoint.from_record({**row, "run_id": str(run_id)}, registry)
+            if engine.last_completed_step not in workflow.steps:
+                raise SerializationError(f"checkpoint {expected_seq}: unknown step {engine.last_completed_step!r}")
+            validate_snapshot(workflow, engine.ctx_state)
+            checkpoints.append(
+                Checkpoint(
+                    id=uuid.UUID(str(row["id"])),
+                    run_id=run_id,
+                    workflow=data["workflow"],
+                    seq=engine.seq,
+                    last_completed_step=engine.last_completed_step,
+                    input_event_type=type(engine.input_event).__name__,
+                    output_event_type=type(engine.output_event).__name__ if engine.output_event else "",
+                    input_event=row["input_event"],
+                    output_event=row["output_event"],
+                    ctx_state=row["ctx_state"],
+                    created_at=engine.created_at,
+                    duration_ms=engine.duration_ms,
+                    usage=row.get("usage"),
+                )
+            )
+    except (SerializationError, KeyError, TypeError, ValueError) as exc:
+        raise inputs.InputError(f"invalid export: {exc}") from None
+    inputs.reject_nul(doc, "the export")
+    if Checkpoint.objects.filter(pk__in=[c.pk for c in checkpoints]).exists():
+        raise inputs.InputError("some checkpoint ids exist already")
+    parent_id = data.get("parent_checkpoint_id")
+    parent = Checkpoint.objects.filter(pk=parent_id).first() if parent_id else None
+    run = Run(
+        id=run_id,
+        workflow=data["workflow"],
+        # An unfinished run resumes from its latest checkpoint on whichever worker claims it.
+        status=status if status in TERMINAL else RunStatus.QUEUED,
+        start_event=data.get("start_event"),
+        result=data.get("result"),
+        error=str(data.get("error") or ""),
+        error_traceback=str(data.get("error_traceback") or ""),
+        fork_edits=data.get("fork_edits") or {},
+        parent_checkpoint=parent,
+        attempts=int(data.get("attempts") or 0),
+        checkpoint_count=len(checkpoints),
+        llm_calls=int(data.get("llm_calls") or 0),
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+    )
+    for f in ("created_at", "started_at", "finished_at"):
+        value = parse_datetime(data[f]) if isinstance(data.get(f), str) else None
+        if value is not None:
+            setattr(run, f, value)
+    with transaction.atomic():
+        run.save(force_insert=True)
+        for c in checkpoints:
+            c.ctx_state = split_store(c.ctx_state)
+        Checkpoint.objects.bulk_create(checkpoints, batch_size=500)
+    return run
