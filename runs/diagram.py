@@ -6,10 +6,15 @@ from collections import deque
 
 from django.utils.html import escape
 
-from wfdash.workflow import Workflow
+from wfdash.workflow import HumanResponseEvent, InputRequiredEvent, Workflow
 from wfdash.workflow.graph import workflow_graph
 
 COL_W, ROW_H, BOX_W, BOX_H = 190, 56, 160, 34
+
+
+def _is(workflow: Workflow, node_id: str, cls: type) -> bool:
+    name = node_id.removeprefix("event:")
+    return name in workflow.event_registry and issubclass(workflow.event_registry.get(name), cls)
 
 
 def workflow_svg(workflow: Workflow) -> str:
@@ -18,6 +23,9 @@ def workflow_svg(workflow: Workflow) -> str:
     out: dict[str, list[str]] = {nid: [] for nid in nodes}
     for e in graph["edges"]:
         out[e["source"]].append(e["target"])
+    # For layout only: a human answer follows the question, so place it after it.
+    for asked in [n for n in nodes if n.startswith("event:") and _is(workflow, n, InputRequiredEvent)]:
+        out[asked].extend(n for n in nodes if n.startswith("event:") and _is(workflow, n, HumanResponseEvent))
     start = f"event:{workflow.start_event_class.__name__}"
     layer: dict[str, int] = {start: 0}
     queue = deque([start])
@@ -27,9 +35,11 @@ def workflow_svg(workflow: Workflow) -> str:
             if target not in layer:
                 layer[target] = layer[nid] + 1
                 queue.append(target)
-    for nid in nodes:  # anything unreachable (HumanResponseEvent) goes beside what it feeds
+    last = max(layer.values(), default=0)
+    for nid in nodes:  # anything still unreachable goes after the rest
         if nid not in layer:
-            layer[nid] = max((layer.get(t, 1) - 1 for t in out[nid]), default=0)
+            last += 1
+            layer[nid] = last
     columns: dict[int, list[str]] = {}
     for nid in sorted(nodes, key=lambda n: (layer[n], n)):
         columns.setdefault(layer[nid], []).append(nid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import uuid
@@ -23,7 +24,7 @@ from wfdash.workflow.errors import SerializationError
 
 from . import live, registry
 from .models import Checkpoint, Run, RunStatus
-from .store import DatabaseCheckpointStore, default_owner, load_checkpoint, to_engine
+from .store import DatabaseCheckpointStore, default_owner, drop_connection, load_checkpoint, to_engine
 
 log = logging.getLogger("runs.worker")
 
@@ -129,20 +130,14 @@ class Worker:
         housekeeping = loop.create_task(self._housekeeping())
         try:
             while not self.stopping.is_set():
-                free = self.concurrency - len(self.tasks)
-                claimed: list[Run] = []
-                if free > 0:
-                    try:
-                        claimed = await sync_to_async(claim_runs)(self.worker_id, free, self.lease_seconds)
-                    except (OperationalError, InterfaceError) as exc:
-                        # The database is away (restart, failover): keep running what we have.
-                        log.warning("cannot claim runs: %s", exc)
-                        await sync_to_async(connection.close)()
-                        claimed = []
-                    for run in claimed:
-                        self._start(run)
-                    if claimed and self.store.announce:
-                        await live.aannounce_runs([str(r.id) for r in claimed])
+                try:
+                    claimed = await self._claim()
+                except Exception:
+                    # The database is away (restart, failover, dropped connection):
+                    # keep running what we have and try again shortly.
+                    log.exception("cannot claim runs; retrying")
+                    await sync_to_async(drop_connection)()
+                    claimed = []
                 if exit_when_idle and not claimed and not self.tasks:
                     break
                 if not claimed or len(self.tasks) >= self.concurrency:
@@ -162,6 +157,17 @@ class Worker:
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
+
+    async def _claim(self) -> list[Run]:
+        free = self.concurrency - len(self.tasks)
+        if free <= 0:
+            return []
+        claimed = await sync_to_async(claim_runs)(self.worker_id, free, self.lease_seconds)
+        for run in claimed:
+            self._start(run)
+        if claimed and self.store.announce:
+            await live.aannounce_runs([str(r.id) for r in claimed])
+        return claimed
 
     async def _housekeeping(self) -> None:
         """Renew leases every third of the lease; stop cancelled runs within half a second."""
@@ -188,7 +194,7 @@ class Worker:
                             await handler.cancel_run()
             except Exception:
                 log.exception("housekeeping failed; retrying")
-                await sync_to_async(connection.close)()
+                await sync_to_async(drop_connection)()
 
     def _start(self, run: Run) -> None:
         run_id = str(run.id)
@@ -208,6 +214,13 @@ class Worker:
         try:
             plan = await sync_to_async(self._plan)(run)
             handler = plan.launch() if plan is not None else None
+        except (OperationalError, InterfaceError) as exc:
+            # A database hiccup is no reason to fail the run: hand it back.
+            log.warning("run %s: database error while starting (%s); releasing it", run_id, exc)
+            await sync_to_async(drop_connection)()
+            with contextlib.suppress(Exception):
+                await sync_to_async(release)(run_id, self.worker_id, RunStatus.QUEUED)
+            return
         except Exception as exc:
             log.warning("run %s cannot start: %s", run_id, exc)
             await sync_to_async(mark_failed)(run_id, self.worker_id, f"cannot start: {exc}")

@@ -148,7 +148,12 @@ async def aannounce_runs(run_ids: list[str]) -> None:
         rows = Run.objects.select_related("parent_checkpoint").filter(pk__in=run_ids)
         return [run_message(r, str(r.parent_checkpoint.run_id) if r.parent_checkpoint else None) for r in rows]
 
-    for message in await sync_to_async(load)():
+    try:
+        messages = await sync_to_async(load)()
+    except Exception:  # the database is away: pages catch up by seq when it is back
+        log.warning("could not read runs to announce", exc_info=True)
+        return
+    for message in messages:
         for group in (RUNS_GROUP, run_group(message["run_id"])):
             try:
                 await layer.group_send(group, {"type": "run.changed", "message": message})

@@ -92,14 +92,15 @@ class _Batcher:
                 if asyncio.get_running_loop().time() > deadline:
                     return [exc] * len(ops)
                 log.warning("checkpoint write failed (%s); retrying in %.2f s", exc, delay)
-                await sync_to_async(_drop_connection)()
+                await sync_to_async(drop_connection)()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             except BaseException as exc:  # the commit itself failed: every op in it failed
                 return [exc] * len(ops)
 
 
-def _drop_connection() -> None:
+def drop_connection() -> None:
+    """Close this thread's connection (call it through sync_to_async: resolved in the worker thread)."""
     try:
         connection.close()
     except Exception:  # it is already broken; the next query reconnects

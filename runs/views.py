@@ -54,6 +54,8 @@ def runs_list(request: HttpRequest) -> HttpResponse:
         page = filters.paginate(qs, request.GET.get("before"))
     except filters.FilterError as exc:
         context.update(error=str(exc), runs=[], active={}, next_cursor=None)
+        if request.htmx:  # type: ignore[attr-defined]
+            return render(request, "runs/_run_table.html", context)
         return render(request, "runs/list.html", context, status=400)
     context.update(runs=_run_messages(page.rows), active=active, next_cursor=page.next_cursor)
     template = "runs/_run_table.html" if request.htmx else "runs/list.html"  # type: ignore[attr-defined]
@@ -209,6 +211,9 @@ def checkpoints_explorer(request: HttpRequest) -> HttpResponse:
         page = filters.paginate(qs, request.GET.get("before"))
     except filters.FilterError as exc:
         context.update(error=str(exc), checkpoints=[], active={}, next_cursor=None)
+        # htmx swaps only 2xx answers: give it the results box with the error in place.
+        if request.htmx:  # type: ignore[attr-defined]
+            return render(request, "runs/_explorer_results.html", context)
         return render(request, "runs/explorer.html", context, status=400)
     context.update(
         checkpoints=[live.checkpoint_message(c) for c in page.rows], active=active, next_cursor=page.next_cursor

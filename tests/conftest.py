@@ -98,3 +98,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 30, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_sessions(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """Torn down just before the test database is dropped: end sessions left by threads and subprocesses."""
+    yield
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        _close_other_sessions()

@@ -3,7 +3,6 @@
 // reconnects with ?after=<seq>, dropping any seq it already holds.
 
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 function wsUrl(path) {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
@@ -37,7 +36,7 @@ function connect(path, onMessage, cursor) {
 // -- run page ---------------------------------------------------------------
 
 function drawGantt(timeline, gantt) {
-  const rows = [...document.querySelectorAll(".ckpt[data-created]")].map((el) => {
+  const rows = [...timeline.querySelectorAll(".ckpt[data-created]")].map((el) => {
     const end = Date.parse(el.dataset.created);
     const dur = parseFloat(el.dataset.duration) || 0;
     return { step: el.dataset.step, start: end - dur, end };
