@@ -123,7 +123,7 @@ def test_it_refuses_an_unknown_checkpoint(manage) -> None:
     "tamper",
     [
         lambda c: setattr(c, "output_event", {"type": "subprocess.Popen", "data": {}}),
-        lambda c: setattr(c, "ctx_state", {**c.ctx_state, "queued": [{"step": "evil", "event": c.input_event}]}),
+        lambda c: setattr(c, "ctx_state", {**c.ctx_state, "queued": [{"step": "evil", "events": [c.input_event]}]}),
         lambda c: setattr(c, "ctx_state", {"store": {}}),
         lambda c: setattr(c, "ctx_state", {**c.ctx_state, "store": {"k": {"b": "0" * 64}}}),
     ],

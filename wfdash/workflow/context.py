@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
-from collections import deque
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from .errors import SerializationError, WorkflowRuntimeError
@@ -66,12 +66,15 @@ class Context:
         self.workflow = workflow
         self.run_id = run_id
         self.store = ContextStore()
-        self._queued: dict[str, deque[Event]] = {name: deque() for name in workflow._steps}
+        # Only steps with waiting events have an entry: snapshots and idle checks stay
+        # proportional to what is queued, not to the number of steps.
+        self._queued: dict[str, deque[Event]] = {}
         self._in_flight: dict[int, tuple[str, Event]] = {}
         # Outputs of completed steps whose checkpoint is still being written.
         self._unsent: dict[int, Event] = {}
         self._tokens = itertools.count()
         self._collect: dict[tuple[str, ...], list[Event]] = {}
+        self._collect_counts: dict[tuple[str, ...], Counter[type[Event]]] = {}
         self._waiters: list[_Waiter] = []
         self._stream: asyncio.Queue[Any] = asyncio.Queue()
         self._awaiting_input = False
@@ -98,19 +101,24 @@ class Context:
         key = tuple(cls.__name__ for cls in expected)
         buffer = self._collect.setdefault(key, [])
         buffer.append(ev)
-        chosen: list[int] = []
-        for cls in expected:
-            for i, candidate in enumerate(buffer):
-                if i not in chosen and type(candidate) is cls:
-                    chosen.append(i)
-                    break
-            else:
-                return None
+        have = self._collect_counts.setdefault(key, Counter())
+        have[type(ev)] += 1
+        # Counting first keeps each call O(1) until the set is complete.
+        if any(have[cls] < n for cls, n in Counter(expected).items()):
+            return None
+        by_type: dict[type[Event], deque[int]] = {}
+        for i, candidate in enumerate(buffer):
+            by_type.setdefault(type(candidate), deque()).append(i)
+        chosen = [by_type[cls].popleft() for cls in expected]
         events = [buffer[i] for i in chosen]
-        for i in sorted(chosen, reverse=True):
-            del buffer[i]
-        if not buffer:
+        taken = set(chosen)
+        rest = [e for i, e in enumerate(buffer) if i not in taken]
+        if rest:
+            self._collect[key] = rest
+            have.subtract(type(e) for e in events)
+        else:
             del self._collect[key]
+            del self._collect_counts[key]
         return events
 
     async def wait_for_event(
@@ -147,7 +155,7 @@ class Context:
         return {
             "version": SNAPSHOT_VERSION,
             "store": self.store.snapshot(),
-            "queued": [{"step": name, "event": encode_event(ev)} for name, q in self._queued.items() for ev in q],
+            "queued": [{"step": name, "events": [encode_event(ev) for ev in q]} for name, q in self._queued.items()],
             "in_flight": [{"step": name, "event": encode_event(ev)} for name, ev in self._in_flight.values()],
             "unsent": [encode_event(ev) for ev in self._unsent.values()],
             "collect": [
@@ -160,6 +168,11 @@ class Context:
             ],
             "awaiting_input": self._awaiting_input,
         }
+
+    def _known_step(self, name: Any) -> str:
+        if name not in self.workflow._steps:
+            raise SerializationError(f"snapshot names unknown step {name!r}")
+        return str(name)
 
     def restore(self, state: dict[str, Any]) -> list[tuple[str, Event]]:
         """Load store and buffers from a snapshot; return the (step, event) pairs to re-queue.
@@ -180,14 +193,15 @@ class Context:
                 self.store._data[key] = decode_value(registry, value)
             for entry in state["collect"]:
                 events = [registry.decode(e) for e in entry["events"]]
-                self._collect[tuple(str(n) for n in entry["expected"])] = events
+                key = tuple(str(n) for n in entry["expected"])
+                self._collect[key] = events
+                self._collect_counts[key] = Counter(type(e) for e in events)
             pending: list[tuple[str, Event]] = []
-            for section in ("in_flight", "queued"):
-                for entry in state[section]:
-                    name = entry["step"]
-                    if name not in self.workflow._steps:
-                        raise SerializationError(f"snapshot names unknown step {name!r}")
-                    pending.append((name, registry.decode(entry["event"])))
+            for entry in state["in_flight"]:
+                pending.append((self._known_step(entry["step"]), registry.decode(entry["event"])))
+            for entry in state["queued"]:
+                name = self._known_step(entry["step"])
+                pending.extend((name, registry.decode(e)) for e in entry["events"])
             # "" means: route it as a new event (the output of a step still checkpointing).
             pending.extend(("", registry.decode(e)) for e in state.get("unsent", []))
             self._awaiting_input = bool(state.get("awaiting_input", False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -240,7 +241,10 @@ class _Runner:
         if not self.draining and self.active[name] < self.workflow._steps[name].num_workers:
             self._start(name, ev)
         else:
-            self.ctx._queued[name].append(ev)
+            queue = self.ctx._queued.get(name)
+            if queue is None:
+                queue = self.ctx._queued[name] = deque()
+            queue.append(ev)
 
     def _start(self, name: str, ev: Event) -> None:
         self.active[name] += 1
@@ -308,9 +312,12 @@ class _Runner:
             except WorkflowRuntimeError as exc:
                 self._fail(WorkflowRuntimeError(f"step '{name}': {exc}", step=name))
                 return
-        queue = self.ctx._queued[name]
-        while queue and not self.draining and self.active[name] < cfg.num_workers:
-            self._start(name, queue.popleft())
+        queue = self.ctx._queued.get(name)
+        if queue is not None:
+            while queue and not self.draining and self.active[name] < cfg.num_workers:
+                self._start(name, queue.popleft())
+            if not queue:
+                del self.ctx._queued[name]
         self._check_stalled()
 
     def _check_stalled(self) -> None:
@@ -320,7 +327,7 @@ class _Runner:
             # Every step that was running has checkpointed; what is queued is in the snapshot.
             self._fail(WorkflowSuspendedError("run suspended at a checkpoint"))
             return
-        if any(self.ctx._queued.values()):
+        if self.ctx._queued:
             return
         if self.ctx._awaiting_input:
             if self.on_idle is not None:
