@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Subprocesses' PostgreSQL sessions carry this name, so cleanup ends theirs and no other.
+SUBPROCESS_APP = "wfdash-test-subprocess"
 
 
-@pytest.fixture
-def subprocess_env(transactional_db: None) -> dict[str, str]:
-    """Environment for a manage.py subprocess that uses this test's database."""
+def subprocess_db_env() -> dict[str, str]:
+    """Environment for a manage.py subprocess that uses this test session's database."""
     from django.db import connection
 
     s = connection.settings_dict
@@ -23,10 +24,18 @@ def subprocess_env(transactional_db: None) -> dict[str, str]:
         env["DATABASE_URL"] = f"sqlite:///{s['NAME']}"
     else:
         auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-        env["DATABASE_URL"] = f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+        env["DATABASE_URL"] = (
+            f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+            f"?application_name={SUBPROCESS_APP}"
+        )
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture
+def subprocess_env(transactional_db: None) -> dict[str, str]:
+    return subprocess_db_env()
 
 
 @pytest.fixture
@@ -56,10 +65,10 @@ def spawn(subprocess_env: dict[str, str]) -> Iterator[Callable[..., subprocess.P
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-    _close_other_sessions()
+    _close_other_sessions(only=SUBPROCESS_APP)
 
 
-def _close_other_sessions() -> None:
+def _close_other_sessions(only: str | None = None) -> None:
     """A killed process's PostgreSQL session can outlive it briefly and block dropping the test DB."""
     from django.db import connection
 
@@ -67,7 +76,9 @@ def _close_other_sessions() -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND (%s::text IS NULL OR application_name = %s)",
+                [only, only],
             )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, subprocess_db_env
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -91,22 +91,6 @@ def _free_port() -> int:
 def worker(spawn: Callable[..., subprocess.Popen[str]]) -> subprocess.Popen[str]:
     """One `wfworker` process polling every 50 ms (killed at teardown by `spawn`)."""
     return spawn("wfworker", "--poll-interval", "0.05")
-
-
-def subprocess_db_env() -> dict[str, str]:
-    """The environment `subprocess_env` (tests/conftest.py) builds: subprocesses use this test database."""
-    from django.db import connection
-
-    s = connection.settings_dict
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "WFDASH_WORKFLOWS")}
-    if connection.vendor == "sqlite":
-        env["DATABASE_URL"] = f"sqlite:///{s['NAME']}"
-    else:
-        auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
-        env["DATABASE_URL"] = f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-    env["PYTHONPATH"] = str(ROOT)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from tests.conftest import SUBPROCESS_APP
+
 ROOT = Path(__file__).resolve().parents[2]
 APP_NAME = "wfdash-cluster"
 LOGS = Path(os.environ.get("WFDASH_TEST_OUTPUT", ROOT / "test-output")) / "logs" / "scaleout"
@@ -121,7 +123,7 @@ def cluster(subprocess_env: dict[str, str]) -> Iterator[Cluster]:
     redis.start()
     env = {**subprocess_env, "REDIS_URL": redis.url, "WFDASH_LEASE_SECONDS": "2", "DB_CONN_MAX_AGE": "60"}
     # Tagged so drills (and teardown) can cut exactly the cluster's connections.
-    env["DATABASE_URL"] += f"?application_name={APP_NAME}"
+    env["DATABASE_URL"] = env["DATABASE_URL"].replace(SUBPROCESS_APP, APP_NAME)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     c = Cluster(env=env, redis=redis)
     try:
