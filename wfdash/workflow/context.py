@@ -75,6 +75,8 @@ class Context:
         self._tokens = itertools.count()
         self._collect: dict[tuple[str, ...], list[Event]] = {}
         self._collect_counts: dict[tuple[str, ...], Counter[type[Event]]] = {}
+        self._collect_need: dict[tuple[type[Event], ...], Counter[type[Event]]] = {}
+        self._collect_keys: dict[tuple[type[Event], ...], tuple[str, ...]] = {}
         self._waiters: list[_Waiter] = []
         self._stream: asyncio.Queue[Any] = asyncio.Queue()
         self._awaiting_input = False
@@ -98,13 +100,19 @@ class Context:
 
     def collect_events(self, ev: Event, expected: list[type[Event]]) -> list[Event] | None:
         """Buffer `ev`; once one event per entry of `expected` is here, return them in that order."""
-        key = tuple(cls.__name__ for cls in expected)
+        classes = tuple(expected)  # C-speed copy; also the key of this collector
+        need = self._collect_need.get(classes)
+        if need is None:
+            need = self._collect_need[classes] = Counter(classes)
+        key = self._collect_keys.get(classes)
+        if key is None:
+            key = self._collect_keys[classes] = tuple(cls.__name__ for cls in classes)
         buffer = self._collect.setdefault(key, [])
         buffer.append(ev)
         have = self._collect_counts.setdefault(key, Counter())
         have[type(ev)] += 1
-        # Counting first keeps each call O(1) until the set is complete.
-        if any(have[cls] < n for cls, n in Counter(expected).items()):
+        # Counting keeps each call cheap until the set is complete.
+        if have[type(ev)] < need.get(type(ev), 0) or any(have[cls] < n for cls, n in need.items()):
             return None
         by_type: dict[type[Event], deque[int]] = {}
         for i, candidate in enumerate(buffer):
