@@ -1,0 +1,89 @@
+"""Growth curves from the bench results: PNGs next to the JSON in bench/results/.
+
+    .venv-bench/bin/python bench/plots.py
+
+Reads engine.json (cost per step vs run length), persistence.json and live.json when present.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ENGINES = {"wfdash": "wfdash", "llama_index_workflows": "llama-index-workflows 1.3", "langgraph": "LangGraph 1.2"}
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def engine_growth(data: dict[str, Any]) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, shape, title in ((axes[0], "chain_loop", "one step looping N times"), (axes[1], "chain_distinct", "N distinct steps")):
+        for key, label in ENGINES.items():
+            rows = data.get(shape, {}).get(key, {})
+            for mode, style in (("checkpointed", "-o"), ("bare", ":x")):
+                points = [(int(n), _num(v.get(f"{mode}_us_per_step"))) for n, v in rows.items() if isinstance(v, dict)]
+                points = [(n, v) for n, v in sorted(points) if v is not None]
+                if points:
+                    ax.plot([p[0] for p in points], [p[1] for p in points], style, label=f"{label}, {mode}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("run length (steps)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("microseconds per step")
+    axes[1].legend(fontsize=7)
+    fig.suptitle("Engine cost per step against run length (in-memory checkpoints)")
+    fig.tight_layout()
+    out = RESULTS / "engine_growth.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def snapshot_growth(data: dict[str, Any]) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sizes = data.get("snapshot_bytes", {})
+    for key, label in ENGINES.items():
+        row = sizes.get(key, {})
+        points = [(int(n), _num(v)) for n, v in row.items() if _num(v) is not None]
+        if points:
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], "-o", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step number")
+    ax.set_ylabel("bytes per checkpoint snapshot")
+    ax.set_title("Snapshot size against run length")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = RESULTS / "snapshot_growth.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def main() -> None:
+    written = []
+    engine = _load("engine.json")
+    if engine:
+        written += [engine_growth(engine), snapshot_growth(engine)]
+    print(json.dumps({"written": [str(p.relative_to(RESULTS.parent.parent)) for p in written]}))
+
+
+if __name__ == "__main__":
+    main()
