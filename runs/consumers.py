@@ -23,8 +23,16 @@ from . import live
 from .models import Checkpoint, Run
 
 # How often a page polls the database when the channel layer cannot carry
-# messages from other processes (the in-memory layer).
+# messages from other processes (the in-memory layer), and, as a safety net for
+# messages lost while Redis was away, when it can.
 POLL_SECONDS = getattr(settings, "WFDASH_LIVE_POLL_SECONDS", 0.5)
+SAFETY_POLL_SECONDS = getattr(settings, "WFDASH_LIVE_SAFETY_POLL_SECONDS", 5.0)
+
+
+def poll_interval() -> float:
+    return SAFETY_POLL_SECONDS if live.cross_process() else POLL_SECONDS
+
+
 CATCH_UP_CHUNK = 500
 LOOKBACK = timedelta(seconds=2)
 
@@ -43,7 +51,21 @@ def run_html(message: live.RunMessage) -> str:
     return render_to_string("runs/_run_row.html", {"r": message})
 
 
-class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    # Channels closes stale database connections before every message, one thread
+    # hop each; with hundreds of pages open that hop dominates delivery latency.
+    # Relayed announcements touch the database only through database_sync_to_async,
+    # which does the same cleanup in its own thread, so they skip it.
+    RELAYED = frozenset({"checkpoint.created", "run.changed"})
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") in self.RELAYED:
+            await getattr(self, message["type"].replace(".", "_"))(message)
+        else:
+            await super().dispatch(message)
+
+
+class RunConsumer(_LiveConsumer):
     """`/ws/runs/<id>/?after=<seq>`: one run's checkpoints and status."""
 
     async def connect(self) -> None:
@@ -69,7 +91,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.catch_up()
-        self.poller = asyncio.create_task(self.poll()) if not live.cross_process() else None
+        self.poller = asyncio.create_task(self.poll())
 
     async def disconnect(self, code: int) -> None:
         poller = getattr(self, "poller", None)
@@ -104,16 +126,21 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         async with self.lock:
             await self._send_missing()
             run = await self._load_run()
+            if run is not None and run["checkpoint_count"] > self.cursor:
+                await self._send_missing()
             if run is not None:
                 self.last_status = run["status"]
                 await self.send_json({**run, "html": run_html(run)})
 
     async def poll(self) -> None:
         while True:
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(poll_interval())
             async with self.lock:
                 await self._send_missing()
                 run = await self._load_run()
+                if run is not None and run["checkpoint_count"] > self.cursor:
+                    # Committed between the two reads: send them before the status.
+                    await self._send_missing()
                 if run is not None and run["status"] != self.last_status:
                     self.last_status = run["status"]
                     await self.send_json({**run, "html": run_html(run)})
@@ -143,7 +170,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         return live.run_message(run, str(run.parent_checkpoint.run_id) if run.parent_checkpoint else None)
 
 
-class RunsListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class RunsListConsumer(_LiveConsumer):
     """`/ws/runs/`: new runs and status changes for the runs list."""
 
     async def connect(self) -> None:
@@ -153,7 +180,7 @@ class RunsListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         await self.channel_layer.group_add(live.RUNS_GROUP, self.channel_name)
         await self.accept()
-        self.poller = asyncio.create_task(self.poll()) if not live.cross_process() else None
+        self.poller = asyncio.create_task(self.poll())
 
     async def disconnect(self, code: int) -> None:
         poller = getattr(self, "poller", None)
@@ -175,7 +202,7 @@ class RunsListConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         sent: dict[str, datetime] = {}
         since = await database_sync_to_async(_latest_update)()
         while True:
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(poll_interval())
             window = since - LOOKBACK if since is not None else None
             changed = await database_sync_to_async(_changed_since)(window)
             for stamp, message in changed:

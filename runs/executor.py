@@ -60,11 +60,15 @@ def claim_runs(worker_id: str, limit: int, lease_seconds: int) -> list[Run]:
 
 
 def renew_leases(worker_id: str, run_ids: list[str], lease_seconds: int) -> set[str]:
-    """Extend the leases this worker still holds; return the ids it still owns."""
+    """Extend the leases this worker still holds; return the ids another worker took over.
+
+    A run this worker just released (finished, waiting, drained) has an empty worker id
+    and is not lost: its handler is merely still winding down.
+    """
     lease = timezone.now() + timedelta(seconds=lease_seconds)
-    owned = Run.objects.filter(id__in=run_ids, worker_id=worker_id, status=RunStatus.RUNNING)
-    owned.update(lease_expires_at=lease)
-    return {str(i) for i in owned.values_list("id", flat=True)}
+    Run.objects.filter(id__in=run_ids, worker_id=worker_id, status=RunStatus.RUNNING).update(lease_expires_at=lease)
+    taken = Run.objects.filter(id__in=run_ids).exclude(worker_id__in=("", worker_id))
+    return {str(i) for i in taken.values_list("id", flat=True)}
 
 
 def cancel_requested(worker_id: str) -> set[str]:
@@ -185,8 +189,8 @@ class Worker:
                 if now - last_renewal >= self.lease_seconds / 3:
                     last_renewal = now
                     ids = list(self.handlers)
-                    owned = await sync_to_async(renew_leases)(self.worker_id, ids, self.lease_seconds)
-                    for run_id in set(ids) - owned:
+                    lost = await sync_to_async(renew_leases)(self.worker_id, ids, self.lease_seconds)
+                    for run_id in lost:
                         # Another worker took it over (this one was stalled past its lease).
                         log.warning("lost the lease on run %s; stopping it here", run_id)
                         handler = self.handlers.get(run_id)

@@ -72,7 +72,9 @@ def paginate(qs: QuerySet[Any], before: str | None, size: int = PAGE_SIZE) -> Pa
     """Newest first, keyset on (created_at, id): constant cost at any depth."""
     if before:
         when, pk = _cursor(before)
-        qs = qs.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
+        # The plain range first lets the database walk the (..., created_at) index; the
+        # OR alone is not sargable and made deep pages scan from the top.
+        qs = qs.filter(created_at__lte=when).filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=pk))
     rows = list(qs.order_by("-created_at", "-id")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]

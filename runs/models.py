@@ -162,6 +162,8 @@ class Checkpoint(models.Model):
             models.Index(fields=["-created_at", "-id"], name="ckpt_recent_idx"),
             models.Index(fields=["workflow", "-created_at"], name="ckpt_workflow_idx"),
             models.Index(fields=["last_completed_step", "-created_at"], name="ckpt_step_idx"),
+            # The explorer's usual query: one workflow's checkpoints of one step.
+            models.Index(fields=["workflow", "last_completed_step", "-created_at", "-id"], name="ckpt_wf_step_idx"),
             models.Index(fields=["input_event_type", "-created_at"], name="ckpt_input_idx"),
             models.Index(fields=["output_event_type", "-created_at"], name="ckpt_output_idx"),
         ]

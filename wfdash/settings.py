@@ -120,9 +120,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 defaults socket_timeout to 5 s, which equals channels-redis'
-            # blocking read and kills idle consumers; keep it above.
+            # Pub/sub: one PUBLISH per group message however many pages watch, and
+            # no per-channel capacity to overflow. It is at most once; pages fill any
+            # gap from the database by seq (and poll slowly as a safety net).
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }

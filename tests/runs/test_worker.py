@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from runs.executor import Worker, claim_runs
+from runs.executor import Worker, claim_runs, release, renew_leases
 from runs.models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -166,3 +166,14 @@ async def test_it_reclaims_a_run_whose_lease_expired() -> None:
     await Run.objects.filter(pk=run.pk).aupdate(lease_expires_at=claimed.created_at)
     [again] = await sync_to_async(claim_runs)("other", 1, 30)
     assert again.id == run.id and again.attempts == 2 and again.worker_id == "other"
+
+
+async def test_renewing_leases_reports_only_runs_another_worker_took_over() -> None:
+    kept, released, taken = [await sync_to_async(start_run)("chain", {"steps": 1}) for _ in range(3)]
+    await sync_to_async(claim_runs)("me", 3, 30)
+    await sync_to_async(release)(str(released.id), "me", RunStatus.SUCCEEDED)
+    await Run.objects.filter(pk=taken.pk).aupdate(worker_id="other")
+    ids = [str(r.id) for r in (kept, released, taken)]
+    assert await sync_to_async(renew_leases)("me", ids, 600) == {str(taken.id)}
+    kept = await _refresh(kept)
+    assert kept.lease_expires_at is not None and (kept.lease_expires_at - kept.created_at).total_seconds() > 500

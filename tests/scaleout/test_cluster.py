@@ -130,8 +130,10 @@ async def test_it_catches_up_by_seq_after_redis_restarts_mid_run(cluster: Cluste
     await watching
     assert (await Run.objects.aget(pk=run_id)).status == RunStatus.SUCCEEDED
     assert await _seqs(run_id) == list(range(1, 27))
+    # About a dozen checkpoints were announced while Redis was away and are lost to
+    # pub/sub; the page got them from the database (gap fill or the safety poll),
+    # whether or not its socket had to reconnect.
     assert watcher.seqs == list(range(1, 27))
-    assert watcher.reconnects >= 1
 
 
 def _drop_cluster_connections() -> int:
