@@ -34,11 +34,29 @@ sys.path.insert(0, str(ROOT))
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-# Every step body of every engine bumps this, so a run stopped at the cap still
-# tells how many steps it got through.
+# Every step body of every engine calls _tick(): it counts steps, so a run stopped
+# at the cap still tells how many steps it got through, and it ends a run that is
+# past its deadline from inside (an engine whose workers never yield to the loop
+# cannot be stopped from outside).
 STEPS_DONE = 0
+DEADLINE = float("inf")
+CAP_HIT = False
+
+
+class CapExceeded(Exception):
+    pass
+
+
+def _tick() -> None:
+    global STEPS_DONE, CAP_HIT
+    STEPS_DONE += 1
+    if time.perf_counter() > DEADLINE:
+        CAP_HIT = True
+        raise CapExceeded("over the cap")
+
 
 SKIPPED = "skipped: too slow"
+BARE_SKIPPED = "skipped: too slow (bare run already over the cap)"
 SIZES = (10, 100, 1000)
 FANOUT_SIZES = (100, 1000)
 FANOUT_WORKERS = 10
@@ -106,13 +124,16 @@ class EventEngine:
             stop = self.StopEvent
 
             async def loop(self: Any, ev: Any) -> Any:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 i = ev.i + 1 if isinstance(ev, Loop) else 1
                 return Loop(i=i) if i < n else stop(result=i)
 
             cls = f"Loop{n}"
-            steps = {"loop": self._step(loop, f"{cls}.loop", {"ev": self.StartEvent | Loop, "return": Loop | stop}, num_workers=1)}
+            steps = {
+                "loop": self._step(
+                    loop, f"{cls}.loop", {"ev": self.StartEvent | Loop, "return": Loop | stop}, num_workers=1
+                )
+            }
             self._cache[key] = self._workflow(cls, steps)
         return self._cache[key]
 
@@ -128,8 +149,7 @@ class EventEngine:
 
                 def make(out_t: Any = out_t, k: int = k, last: bool = last) -> Callable[..., Any]:
                     async def fn(self: Any, ev: Any) -> Any:
-                        global STEPS_DONE
-                        STEPS_DONE += 1
+                        _tick()
                         return out_t(result=k + 1) if last else out_t(i=k + 1)
 
                     return fn
@@ -149,20 +169,17 @@ class EventEngine:
             stop, ctx_t = self.StopEvent, self.Context
 
             async def start(self: Any, ctx: Any, ev: Any) -> Any:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 for i in range(n):
                     ctx.send_event(Work(i=i))
                 return None
 
             async def work(self: Any, ev: Any) -> Any:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 return Result(i=ev.i)
 
             async def collect(self: Any, ctx: Any, ev: Any) -> Any:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 got = ctx.collect_events(ev, [Result] * n)
                 return None if got is None else stop(result=len(got))
 
@@ -293,7 +310,8 @@ class LangGraph:
         from langgraph.graph import END, START, StateGraph
         from langgraph.types import Send
 
-        self.InMemorySaver, self.StateGraph, self.START, self.END, self.Send = InMemorySaver, StateGraph, START, END, Send
+        self.InMemorySaver, self.StateGraph, self.Send = InMemorySaver, StateGraph, Send
+        self.START, self.END = START, END
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._thread = 0
 
@@ -303,8 +321,7 @@ class LangGraph:
             g = self.StateGraph(LoopState)
 
             async def loop(state: LoopState) -> dict[str, int]:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 return {"i": state["i"] + 1}
 
             g.add_node("loop", loop)
@@ -320,8 +337,7 @@ class LangGraph:
             g = self.StateGraph(LoopState)
 
             async def node(state: LoopState) -> dict[str, int]:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 return {"i": state["i"] + 1}
 
             prev = self.START
@@ -340,18 +356,15 @@ class LangGraph:
             send = self.Send
 
             async def start(state: FanState) -> dict[str, Any]:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 return {}
 
             async def work(state: WorkState) -> dict[str, Any]:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 return {"results": [state["i"]]}
 
             async def collect(state: FanState) -> dict[str, Any]:
-                global STEPS_DONE
-                STEPS_DONE += 1
+                _tick()
                 return {}
 
             g.add_node("start", start)
@@ -431,34 +444,42 @@ class LangGraph:
 
 
 class Harness:
-    def __init__(self, repeats: int, cap: float, budget: float) -> None:
-        self.repeats = repeats
+    def __init__(self, repeats: int, cap: float, budget: float, min_time: float) -> None:
+        self.repeats = repeats  # at least this many, unless the budget runs out
+        self.min_time = min_time  # short cases repeat until they have run this long (at most 100 times)
         self.cap = cap  # one repeat
         self.budget = budget  # all repeats of a case, after the first
 
     async def _once(self, prepare: Callable[[], Prepared]) -> tuple[float, int, bool]:
-        global STEPS_DONE
+        global STEPS_DONE, DEADLINE, CAP_HIT
         body, abort = prepare()
-        gc.collect()
-        STEPS_DONE = 0
+        gc.collect(1)  # the last repeat's garbage; a full collection starts each case
+        STEPS_DONE, CAP_HIT = 0, False
         t0 = time.perf_counter()
+        DEADLINE = t0 + self.cap
         task = asyncio.ensure_future(body())
-        done, _ = await asyncio.wait({task}, timeout=self.cap)
+        try:
+            # Backstop for a run that stops calling steps; _tick() ends the others.
+            done, _ = await asyncio.wait({task}, timeout=self.cap + 5.0)
+        finally:
+            DEADLINE = float("inf")
         elapsed = time.perf_counter() - t0
         steps = STEPS_DONE
-        if not done:
+        if not done or CAP_HIT:
             await abort()
             task.cancel()
             try:
                 await task
-            except BaseException:  # noqa: BLE001
+            except BaseException:  # noqa: BLE001 - the run was stopped on purpose
                 pass
+            await asyncio.sleep(0.05)  # let an engine's cancelled tasks unwind
             return elapsed, steps, False
         task.result()  # raise the run's error, if any
         return elapsed, steps, True
 
     async def measure(self, prepare: Callable[[], Prepared], per: int) -> dict[str, Any]:
-        """Median seconds per repeat divided by `per` (steps, events or runs)."""
+        """Median seconds of a repeat; `per` (steps, events or runs) is kept to divide it by."""
+        gc.collect()
         elapsed, steps, ok = await self._once(prepare)  # warm-up
         if not ok:
             return {"status": SKIPPED, "partial_s": round(elapsed, 3), "partial_steps": steps}
@@ -466,7 +487,9 @@ class Harness:
         if elapsed > 2.0:  # a long run is its own warm-up; count it
             times.append(elapsed)
         spent = 0.0
-        while len(times) < self.repeats and (spent < self.budget or not times):
+        while (len(times) < self.repeats and (spent < self.budget or not times)) or (
+            spent < self.min_time and len(times) < 100
+        ):
             elapsed, steps, ok = await self._once(prepare)
             if not ok:
                 return {"status": SKIPPED, "partial_s": round(elapsed, 3), "partial_steps": steps}
@@ -506,7 +529,7 @@ def versions() -> dict[str, str]:
 
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     engines: list[Any] = [Wfdash(), Llama(), LangGraph()]
-    h = Harness(repeats=args.repeats, cap=args.cap, budget=args.budget)
+    h = Harness(repeats=args.repeats, cap=args.cap, budget=args.budget, min_time=0.3 if args.quick else 1.0)
     modes = (("bare", False), ("checkpointed", True))
     sizes = tuple(args.sizes)
 
@@ -531,6 +554,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "quick": args.quick,
             "repeats": args.repeats,
             "cap_s": args.cap,
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         }
     }
 
@@ -544,6 +568,9 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 for mode, ckpt in modes:
                     if skip(e, n, ckpt):
                         case[f"{mode}_us_per_step"] = "skipped: --quick"
+                        continue
+                    if ckpt and case.get("bare_us_per_step") == SKIPPED:
+                        case[f"{mode}_us_per_step"] = BARE_SKIPPED
                         continue
                     log(f"{shape} {e.name} n={n} {mode} ...")
                     m = await h.measure(lambda e=e, wf=wf, ckpt=ckpt: e.prepare(wf, ckpt), n)
@@ -560,6 +587,9 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             wf = e.fanout(n, FANOUT_WORKERS)
             case = {}
             for mode, ckpt in modes:
+                if ckpt and case.get("bare_ms_per_run") == SKIPPED:
+                    case[f"{mode}_ms_per_run"] = BARE_SKIPPED
+                    continue
                 log(f"fanout {e.name} n={n} {mode} ...")
                 m = await h.measure(lambda e=e, wf=wf, ckpt=ckpt: e.prepare(wf, ckpt), 1)
                 if "status" in m:
@@ -688,6 +718,8 @@ def main() -> None:
     t0 = time.perf_counter()
     result = asyncio.run(run_all(args))
     result["machine"]["bench_wall_s"] = round(time.perf_counter() - t0, 1)
+    # Other processes on the machine skew every figure: compare loads before trusting a diff.
+    result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 

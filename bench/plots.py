@@ -31,7 +31,10 @@ def _num(value: Any) -> float | None:
 
 def engine_growth(data: dict[str, Any]) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, shape, title in ((axes[0], "chain_loop", "one step looping N times"), (axes[1], "chain_distinct", "N distinct steps")):
+    for ax, shape, title in (
+        (axes[0], "chain_loop", "one step looping N times"),
+        (axes[1], "chain_distinct", "N distinct steps"),
+    ):
         for key, label in ENGINES.items():
             rows = data.get(shape, {}).get(key, {})
             for mode, style in (("checkpointed", "-o"), ("bare", ":x")):
