@@ -46,16 +46,13 @@ def claim_runs(worker_id: str, limit: int, lease_seconds: int) -> list[Run]:
     with transaction.atomic():
         candidates = Run.objects.claimable(now).order_by("created_at")
         if connection.vendor == "postgresql":
-            ids = list(candidates.select_for_update(skip_locked=True).values_list("id", flat=True)[:limit])
-            if ids:
-                Run.objects.filter(id__in=ids).update(**changes)
-        else:
-            # SQLite: the IMMEDIATE transaction holds the write lock, and each
-            # conditional update must still change exactly one row to count.
-            ids = []
-            for run_id in candidates.values_list("id", flat=True)[:limit]:
-                if Run.objects.claimable(now).filter(id=run_id).update(**changes) == 1:
-                    ids.append(run_id)
+            candidates = candidates.select_for_update(skip_locked=True)
+        # SQLite: the IMMEDIATE transaction took the write lock before this read,
+        # so no other process can claim these rows in between.
+        ids = list(candidates.values_list("id", flat=True)[:limit])
+        if not ids:
+            return []
+        Run.objects.filter(id__in=ids).update(**changes)
         return list(Run.objects.filter(id__in=ids, worker_id=worker_id))
 
 
@@ -259,7 +256,8 @@ class Worker:
             return None
         workflow = registry.get_workflow(run.workflow)
         plan = _LaunchPlan(WorkflowCheckpointer(workflow, store=self.store), run_id)
-        latest = latest_checkpoint(run_id)
+        # A run's first attempt has no checkpoint to resume from: skip the query.
+        latest = latest_checkpoint(run_id) if run.checkpoint_count or run.attempts > 1 else None
         if run.pending_input is not None:
             answer = workflow.event_registry.decode(run.pending_input)
             if not isinstance(answer, HumanResponseEvent):

@@ -108,6 +108,18 @@ def drop_connection() -> None:
 
 
 def _apply_batch(ops: list[Callable[[bool], Any]], retrying: bool) -> list[Any]:
+    if not retrying:
+        try:
+            with transaction.atomic():
+                return _apply_bulk(ops)
+        except (OperationalError, InterfaceError):
+            raise  # the connection is gone: retry the whole batch
+        except Exception:  # some op failed: redo them one by one to tell which
+            pass
+    return _apply_one_by_one(ops, retrying)
+
+
+def _apply_one_by_one(ops: list[Callable[[bool], Any]], retrying: bool) -> list[Any]:
     outcomes: list[Any] = []
     with transaction.atomic():
         for op in ops:
@@ -116,10 +128,117 @@ def _apply_batch(ops: list[Callable[[bool], Any]], retrying: bool) -> list[Any]:
                 with transaction.atomic():
                     outcomes.append(op(retrying))
             except (OperationalError, InterfaceError):
-                raise  # the connection is gone: retry the whole batch
+                raise
             except Exception as exc:
                 outcomes.append(exc)
     return outcomes
+
+
+def _apply_bulk(ops: list[Callable[[bool], Any]]) -> list[Any]:
+    """The common case, fast: consecutive checkpoint writes in a few statements, no savepoints.
+
+    Raises on any failure; the caller then rolls back and applies the ops one by one.
+    """
+    outcomes: list[Any] = []
+    chunk: list[_CheckpointWrite] = []
+    for op in ops:
+        if isinstance(op, _CheckpointWrite):
+            chunk.append(op)
+            outcomes.append(None)
+            continue
+        # Order matters (a run's row before its checkpoints, its end after them).
+        _write_checkpoints(chunk)
+        chunk = []
+        outcomes.append(op(False))
+    _write_checkpoints(chunk)
+    return outcomes
+
+
+class _CheckpointWrite:
+    """One checkpoint row, its new blobs and its run's counters. Called alone, the ORM path."""
+
+    def __init__(self, row: Checkpoint, blobs: dict[str, str], owner: str, usage: list[dict[str, Any]]) -> None:
+        self.row, self.blobs, self.owner = row, blobs, owner
+        self.llm_calls = len(usage)
+        self.prompt_tokens = sum(int(u.get("prompt_tokens") or 0) for u in usage)
+        self.completion_tokens = sum(int(u.get("completion_tokens") or 0) for u in usage)
+
+    def __call__(self, retrying: bool) -> None:
+        row = self.row
+        # After a lost connection the first attempt may have committed after all.
+        if retrying and Checkpoint.objects.filter(pk=row.id).exists():
+            return
+        if self.blobs:
+            Blob.objects.bulk_create([Blob(hash=h, data=d) for h, d in self.blobs.items()], ignore_conflicts=True)
+        # Only the owner of the run may extend it: a worker that lost its
+        # lease must not write beside the one that took over.
+        owned = Run.objects.filter(pk=row.run_id, worker_id=self.owner, status=RunStatus.RUNNING)
+        if not owned.update(
+            updated_at=row.created_at,
+            checkpoint_count=F("checkpoint_count") + 1,
+            llm_calls=F("llm_calls") + self.llm_calls,
+            prompt_tokens=F("prompt_tokens") + self.prompt_tokens,
+            completion_tokens=F("completion_tokens") + self.completion_tokens,
+        ):
+            raise LeaseLost(f"run {row.run_id} is no longer owned by {self.owner}")
+        try:
+            row.save(force_insert=True)
+        except IntegrityError as exc:
+            raise LeaseLost(f"run {row.run_id} already has checkpoint seq {row.seq}") from exc
+
+
+def _write_checkpoints(writes: list[_CheckpointWrite]) -> None:
+    """What _CheckpointWrite does, for many at once: one UPDATE per run, one INSERT batch."""
+    if not writes:
+        return
+    blobs = {h: d for w in writes for h, d in w.blobs.items()}
+    if blobs:
+        Blob.objects.bulk_create([Blob(hash=h, data=d) for h, d in blobs.items()], ignore_conflicts=True)
+    totals: dict[tuple[Any, str], list[Any]] = {}
+    for w in writes:
+        t = totals.setdefault((w.row.run_id, w.owner), [w.row.created_at, 0, 0, 0, 0])
+        t[0] = max(t[0], w.row.created_at)
+        t[1] += 1
+        t[2] += w.llm_calls
+        t[3] += w.prompt_tokens
+        t[4] += w.completion_tokens
+    sql = _sql()
+    run_pk, updated_at = Run._meta.pk, Run._meta.get_field("updated_at")
+    assert run_pk is not None
+    with connection.cursor() as cursor:
+        for (run_id, owner), (when, count, calls, prompt, completion) in totals.items():
+            params = [updated_at.get_db_prep_save(when, connection), count, calls, prompt, completion]
+            cursor.execute(sql.update_run, [*params, run_pk.get_db_prep_save(run_id, connection), owner, "running"])
+            if cursor.rowcount != 1:
+                raise LeaseLost(f"run {run_id} is no longer owned by {owner}")
+        fields = sql.checkpoint_fields
+        rows = [[f.get_db_prep_save(getattr(w.row, f.attname), connection) for f in fields] for w in writes]
+        cursor.executemany(sql.insert_checkpoint, rows)
+
+
+class _Statements:
+    def __init__(self) -> None:
+        qn = connection.ops.quote_name
+        self.checkpoint_fields = list(Checkpoint._meta.concrete_fields)
+        columns = ", ".join(qn(str(f.column)) for f in self.checkpoint_fields)
+        marks = ", ".join(["%s"] * len(self.checkpoint_fields))
+        self.insert_checkpoint = f"INSERT INTO {qn(Checkpoint._meta.db_table)} ({columns}) VALUES ({marks})"
+        counters = ", ".join(
+            f"{qn(c)} = {qn(c)} + %s" for c in ("checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens")
+        )
+        self.update_run = (
+            f"UPDATE {qn(Run._meta.db_table)} SET {qn('updated_at')} = %s, {counters}"
+            f" WHERE {qn('id')} = %s AND {qn('worker_id')} = %s AND {qn('status')} = %s"
+        )
+
+
+_statements: dict[str, _Statements] = {}
+
+
+def _sql() -> _Statements:
+    if connection.vendor not in _statements:
+        _statements[connection.vendor] = _Statements()
+    return _statements[connection.vendor]
 
 
 class DatabaseCheckpointStore:
@@ -191,31 +310,7 @@ class DatabaseCheckpointStore:
             duration_ms=checkpoint.duration_ms,
             usage=checkpoint.usage or None,
         )
-        usage = checkpoint.usage or []
-        totals = {
-            "updated_at": checkpoint.created_at,
-            "checkpoint_count": F("checkpoint_count") + 1,
-            "llm_calls": F("llm_calls") + len(usage),
-            "prompt_tokens": F("prompt_tokens") + sum(int(u.get("prompt_tokens") or 0) for u in usage),
-            "completion_tokens": F("completion_tokens") + sum(int(u.get("completion_tokens") or 0) for u in usage),
-        }
-        owner = self.owner
-
-        def op(retrying: bool) -> None:
-            # After a lost connection the first attempt may have committed after all.
-            if retrying and Checkpoint.objects.filter(pk=row.id).exists():
-                return
-            if blobs:
-                Blob.objects.bulk_create([Blob(hash=h, data=data) for h, data in blobs.items()], ignore_conflicts=True)
-            # Only the owner of the run may extend it: a worker that lost its
-            # lease must not write beside the one that took over.
-            if not Run.objects.filter(pk=row.run_id, worker_id=owner, status=RunStatus.RUNNING).update(**totals):
-                raise LeaseLost(f"run {row.run_id} is no longer owned by {owner}")
-            try:
-                row.save(force_insert=True)
-            except IntegrityError as exc:
-                raise LeaseLost(f"run {row.run_id} already has checkpoint seq {row.seq}") from exc
-
+        op = _CheckpointWrite(row, blobs, self.owner, checkpoint.usage or [])
         await self._batcher.submit(op)
         for h in blobs:
             self._remember_blob(h)

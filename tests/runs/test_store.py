@@ -10,7 +10,14 @@ from asgiref.sync import sync_to_async
 
 from runs.examples.chain import ChainFlow, ChainStart
 from runs.models import Blob, Checkpoint, Run, RunStatus
-from runs.store import DatabaseCheckpointStore
+from runs.store import (
+    DatabaseCheckpointStore,
+    LeaseLost,
+    _apply_batch,
+    _apply_bulk,
+    _apply_one_by_one,
+    _CheckpointWrite,
+)
 from wfdash.workflow.checkpointer import WorkflowCheckpointer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,3 +109,59 @@ async def test_it_refuses_to_extend_a_run_owned_by_another_worker() -> None:
         await handler
     run = await Run.objects.aget(pk=handler.run_id)
     assert run.status == RunStatus.RUNNING and run.worker_id == "someone-else"
+
+
+def _write(run: Run, seq: int, owner: str, **fields: object) -> _CheckpointWrite:
+    row = Checkpoint(
+        run_id=run.id,
+        workflow="chain",
+        seq=seq,
+        last_completed_step="tick",
+        input_event_type="Tick",
+        output_event_type=str(fields.get("output_event_type", "")),
+        input_event={"type": "Tick", "data": {"n": seq, "text": "é\u2028\"'"}},
+        output_event=fields.get("output_event"),  # type: ignore[arg-type]
+        ctx_state={"store": {"k": {"v": [1, None, True]}}, "queued": []},
+        duration_ms=1.5,
+        usage=fields.get("usage"),  # type: ignore[arg-type]
+    )
+    return _CheckpointWrite(row, {}, owner, list(fields.get("usage") or []))  # type: ignore[call-overload]
+
+
+def _comparable(row: Checkpoint) -> dict[str, object]:
+    return {
+        f.attname: getattr(row, f.attname)
+        for f in Checkpoint._meta.concrete_fields
+        if f.attname not in ("id", "run_id", "created_at")
+    }
+
+
+def test_bulk_and_one_by_one_writes_store_the_same_rows_and_counters() -> None:
+    usage = [{"model": "m", "prompt_tokens": 3, "completion_tokens": 4}]
+    bulk_run, slow_run = (Run.objects.create(workflow="chain", status=RunStatus.RUNNING, worker_id="me") for _ in "ab")
+    variants = [
+        {},
+        {"output_event": {"type": "StopEvent", "data": {}}, "output_event_type": "StopEvent", "usage": usage},
+    ]
+    bulk = [_write(bulk_run, i + 1, "me", **v) for i, v in enumerate(variants)]
+    slow = [_write(slow_run, i + 1, "me", **v) for i, v in enumerate(variants)]
+    assert _apply_bulk(bulk) == [None, None]  # type: ignore[arg-type]
+    assert _apply_one_by_one(slow, retrying=False) == [None, None]  # type: ignore[arg-type]
+    assert [_comparable(r) for r in _rows(str(bulk_run.id))] == [_comparable(r) for r in _rows(str(slow_run.id))]
+    assert [(r.id, r.created_at) for r in _rows(str(bulk_run.id))] == [(w.row.id, w.row.created_at) for w in bulk]
+    for run in (bulk_run, slow_run):
+        run.refresh_from_db()
+        assert (run.checkpoint_count, run.llm_calls, run.prompt_tokens, run.completion_tokens) == (2, 1, 3, 4)
+
+
+def test_a_batch_with_one_refused_write_commits_the_others() -> None:
+    mine = Run.objects.create(workflow="chain", status=RunStatus.RUNNING, worker_id="me")
+    theirs = Run.objects.create(workflow="chain", status=RunStatus.RUNNING, worker_id="other")
+    ops = [_write(mine, 1, "me"), _write(theirs, 1, "me"), _write(mine, 2, "me"), _write(mine, 2, "me")]
+    outcomes = _apply_batch(ops, retrying=False)  # type: ignore[arg-type]
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], LeaseLost) and "no longer owned" in str(outcomes[1])
+    assert isinstance(outcomes[3], LeaseLost) and "already has checkpoint seq 2" in str(outcomes[3])
+    assert [r.seq for r in _rows(str(mine.id))] == [1, 2] and _rows(str(theirs.id)) == []
+    mine.refresh_from_db()
+    assert mine.checkpoint_count == 2
