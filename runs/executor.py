@@ -163,12 +163,23 @@ class Worker:
         free = self.concurrency - len(self.tasks)
         if free <= 0:
             return []
-        claimed = await sync_to_async(claim_runs)(self.worker_id, free, self.lease_seconds)
-        for run in claimed:
-            self._start(run)
+        planned = await sync_to_async(self._claim_and_plan)(free)
+        for run, plan in planned:
+            self._start(run, plan)
+        claimed = [run for run, _ in planned]
         if claimed and self.store.announce:
             await live.aannounce_runs([str(r.id) for r in claimed])
         return claimed
+
+    def _claim_and_plan(self, limit: int) -> list[tuple[Run, _LaunchPlan | Exception | None]]:
+        """Claim runs and read what each needs, in one trip to the database thread."""
+        planned: list[tuple[Run, _LaunchPlan | Exception | None]] = []
+        for run in claim_runs(self.worker_id, limit, self.lease_seconds):
+            try:
+                planned.append((run, self._plan(run)))
+            except Exception as exc:  # handled per run by _execute
+                planned.append((run, exc))
+        return planned
 
     async def _housekeeping(self) -> None:
         """Renew leases every third of the lease; stop cancelled runs within half a second."""
@@ -197,9 +208,9 @@ class Worker:
                 log.exception("housekeeping failed; retrying")
                 await sync_to_async(drop_connection)()
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: Run, plan: _LaunchPlan | Exception | None) -> None:
         run_id = str(run.id)
-        task = asyncio.get_running_loop().create_task(self._execute(run))
+        task = asyncio.get_running_loop().create_task(self._execute(run, plan))
         self.tasks[run_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
@@ -210,10 +221,11 @@ class Worker:
 
         task.add_done_callback(done)
 
-    async def _execute(self, run: Run) -> None:
+    async def _execute(self, run: Run, plan: _LaunchPlan | Exception | None) -> None:
         run_id = str(run.id)
         try:
-            plan = await sync_to_async(self._plan)(run)
+            if isinstance(plan, Exception):
+                raise plan
             handler = plan.launch() if plan is not None else None
         except (OperationalError, InterfaceError) as exc:
             # A database hiccup is no reason to fail the run: hand it back.

@@ -16,10 +16,11 @@ import socket
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -211,9 +212,26 @@ def _write_checkpoints(writes: list[_CheckpointWrite]) -> None:
             cursor.execute(sql.update_run, [*params, run_pk.get_db_prep_save(run_id, connection), owner, "running"])
             if cursor.rowcount != 1:
                 raise LeaseLost(f"run {run_id} is no longer owned by {owner}")
-        fields = sql.checkpoint_fields
-        rows = [[f.get_db_prep_save(getattr(w.row, f.attname), connection) for f in fields] for w in writes]
+        rows = [[prep(getattr(w.row, name)) for name, prep in sql.checkpoint_params] for w in writes]
         cursor.executemany(sql.insert_checkpoint, rows)
+
+
+def _finish_run(run_id: str, owner: str, fields: dict[str, Any]) -> None:
+    """The run's final fields, unless it was cancelled meanwhile (plain SQL: the ORM's
+    query compilation cost more than the statement itself)."""
+    qn = connection.ops.quote_name
+    meta = Run._meta
+    columns: dict[str, Any] = {f.name: f for f in meta.concrete_fields}
+    assigned = ", ".join(f"{qn(columns[name].column)} = %s" for name in fields)
+    params = [_prepared(columns[name], value) for name, value in fields.items()]
+    pk = meta.pk
+    assert pk is not None
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {assigned}"
+        f" WHERE {qn('id')} = %s AND {qn('worker_id')} = %s AND {qn('status')} <> %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, pk.get_db_prep_save(run_id, connection), owner, RunStatus.CANCELLED.value])
 
 
 class _Statements:
@@ -223,6 +241,11 @@ class _Statements:
         columns = ", ".join(qn(str(f.column)) for f in self.checkpoint_fields)
         marks = ", ".join(["%s"] * len(self.checkpoint_fields))
         self.insert_checkpoint = f"INSERT INTO {qn(Checkpoint._meta.db_table)} ({columns}) VALUES ({marks})"
+        # Strings and numbers go to the driver as they are; the rest through their field.
+        plain = (models.CharField, models.IntegerField, models.FloatField)
+        self.checkpoint_params: list[tuple[str, Callable[[Any], Any]]] = [
+            (f.attname, _as_is if isinstance(f, plain) else partial(_prepared, f)) for f in self.checkpoint_fields
+        ]
         counters = ", ".join(
             f"{qn(c)} = {qn(c)} + %s" for c in ("checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens")
         )
@@ -230,6 +253,15 @@ class _Statements:
             f"UPDATE {qn(Run._meta.db_table)} SET {qn('updated_at')} = %s, {counters}"
             f" WHERE {qn('id')} = %s AND {qn('worker_id')} = %s AND {qn('status')} = %s"
         )
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _prepared(field: Any, value: Any) -> Any:
+    # A nullable JSON field's None is SQL NULL, as the ORM stores it.
+    return None if value is None else field.get_db_prep_save(value, connection)
 
 
 _statements: dict[str, _Statements] = {}
@@ -338,7 +370,7 @@ class DatabaseCheckpointStore:
             fields.update(status=RunStatus.FAILED, error=str(error), error_traceback=_format_traceback(error))
 
         def op(retrying: bool) -> None:
-            Run.objects.filter(pk=run_id, worker_id=owner).exclude(status__in=[RunStatus.CANCELLED]).update(**fields)
+            _finish_run(run_id, owner, fields)
 
         await self._batcher.submit(op)
         self._forget_run(run_id)
