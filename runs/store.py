@@ -16,11 +16,20 @@ import socket
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, models, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    models,
+    transaction,
+)
 from django.db.models import F
 from django.utils import timezone
 
@@ -156,13 +165,20 @@ def _apply_bulk(ops: list[Callable[[bool], Any]]) -> list[Any]:
 
 
 class _CheckpointWrite:
-    """One checkpoint row, its new blobs and its run's counters. Called alone, the ORM path."""
+    """One checkpoint's field values, its new blobs and its run's counters.
 
-    def __init__(self, row: Checkpoint, blobs: dict[str, str], owner: str, usage: list[dict[str, Any]]) -> None:
-        self.row, self.blobs, self.owner = row, blobs, owner
+    Batched, it is written by _write_checkpoints; called alone, through the ORM.
+    """
+
+    def __init__(self, values: dict[str, Any], blobs: dict[str, str], owner: str, usage: list[dict[str, Any]]) -> None:
+        self.values, self.blobs, self.owner = values, blobs, owner
         self.llm_calls = len(usage)
         self.prompt_tokens = sum(int(u.get("prompt_tokens") or 0) for u in usage)
         self.completion_tokens = sum(int(u.get("completion_tokens") or 0) for u in usage)
+
+    @cached_property
+    def row(self) -> Checkpoint:
+        return Checkpoint(**self.values)
 
     def __call__(self, retrying: bool) -> None:
         row = self.row
@@ -197,53 +213,56 @@ def _write_checkpoints(writes: list[_CheckpointWrite]) -> None:
         Blob.objects.bulk_create([Blob(hash=h, data=d) for h, d in blobs.items()], ignore_conflicts=True)
     totals: dict[tuple[Any, str], list[Any]] = {}
     for w in writes:
-        t = totals.setdefault((w.row.run_id, w.owner), [w.row.created_at, 0, 0, 0, 0])
-        t[0] = max(t[0], w.row.created_at)
+        created_at = w.values["created_at"]
+        t = totals.setdefault((w.values["run_id"], w.owner), [created_at, 0, 0, 0, 0])
+        t[0] = max(t[0], created_at)
         t[1] += 1
         t[2] += w.llm_calls
         t[3] += w.prompt_tokens
         t[4] += w.completion_tokens
-    sql = _sql()
+    conn = _connection()
+    sql = _sql(conn)
     run_pk, updated_at = Run._meta.pk, Run._meta.get_field("updated_at")
     assert run_pk is not None
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         for (run_id, owner), (when, count, calls, prompt, completion) in totals.items():
-            params = [updated_at.get_db_prep_save(when, connection), count, calls, prompt, completion]
-            cursor.execute(sql.update_run, [*params, run_pk.get_db_prep_save(run_id, connection), owner, "running"])
+            params = [updated_at.get_db_prep_save(when, conn), count, calls, prompt, completion]
+            cursor.execute(sql.update_run, [*params, run_pk.get_db_prep_save(run_id, conn), owner, "running"])
             if cursor.rowcount != 1:
                 raise LeaseLost(f"run {run_id} is no longer owned by {owner}")
-        rows = [[prep(getattr(w.row, name)) for name, prep in sql.checkpoint_params] for w in writes]
+        rows = [[prep(w.values[name], conn) for name, prep in sql.checkpoint_params] for w in writes]
         cursor.executemany(sql.insert_checkpoint, rows)
 
 
 def _finish_run(run_id: str, owner: str, fields: dict[str, Any]) -> None:
     """The run's final fields, unless it was cancelled meanwhile (plain SQL: the ORM's
     query compilation cost more than the statement itself)."""
-    qn = connection.ops.quote_name
+    conn = _connection()
+    qn = conn.ops.quote_name
     meta = Run._meta
     columns: dict[str, Any] = {f.name: f for f in meta.concrete_fields}
     assigned = ", ".join(f"{qn(columns[name].column)} = %s" for name in fields)
-    params = [_prepared(columns[name], value) for name, value in fields.items()]
+    params = [_prepared(columns[name], value, conn) for name, value in fields.items()]
     pk = meta.pk
     assert pk is not None
     sql = (
         f"UPDATE {qn(meta.db_table)} SET {assigned}"
         f" WHERE {qn('id')} = %s AND {qn('worker_id')} = %s AND {qn('status')} <> %s"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, pk.get_db_prep_save(run_id, connection), owner, RunStatus.CANCELLED.value])
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [*params, pk.get_db_prep_save(run_id, conn), owner, RunStatus.CANCELLED.value])
 
 
 class _Statements:
-    def __init__(self) -> None:
-        qn = connection.ops.quote_name
+    def __init__(self, conn: Any) -> None:
+        qn = conn.ops.quote_name
         self.checkpoint_fields = list(Checkpoint._meta.concrete_fields)
         columns = ", ".join(qn(str(f.column)) for f in self.checkpoint_fields)
         marks = ", ".join(["%s"] * len(self.checkpoint_fields))
         self.insert_checkpoint = f"INSERT INTO {qn(Checkpoint._meta.db_table)} ({columns}) VALUES ({marks})"
         # Strings and numbers go to the driver as they are; the rest through their field.
         plain = (models.CharField, models.IntegerField, models.FloatField)
-        self.checkpoint_params: list[tuple[str, Callable[[Any], Any]]] = [
+        self.checkpoint_params: list[tuple[str, Callable[[Any, Any], Any]]] = [
             (f.attname, _as_is if isinstance(f, plain) else partial(_prepared, f)) for f in self.checkpoint_fields
         ]
         counters = ", ".join(
@@ -255,22 +274,28 @@ class _Statements:
         )
 
 
-def _as_is(value: Any) -> Any:
+def _as_is(value: Any, conn: Any) -> Any:
     return value
 
 
-def _prepared(field: Any, value: Any) -> Any:
+def _prepared(field: Any, value: Any, conn: Any) -> Any:
     # A nullable JSON field's None is SQL NULL, as the ORM stores it.
-    return None if value is None else field.get_db_prep_save(value, connection)
+    return None if value is None else field.get_db_prep_save(value, conn)
+
+
+def _connection() -> Any:
+    # This thread's connection itself: every attribute read through the
+    # `connection` proxy costs a context-local lookup.
+    return connections[DEFAULT_DB_ALIAS]
 
 
 _statements: dict[str, _Statements] = {}
 
 
-def _sql() -> _Statements:
-    if connection.vendor not in _statements:
-        _statements[connection.vendor] = _Statements()
-    return _statements[connection.vendor]
+def _sql(conn: Any) -> _Statements:
+    if conn.vendor not in _statements:
+        _statements[conn.vendor] = _Statements(conn)
+    return _statements[conn.vendor]
 
 
 class DatabaseCheckpointStore:
@@ -291,6 +316,7 @@ class DatabaseCheckpointStore:
         # encoded value and its hash, so unchanged values cost nothing.
         self._known_blobs: OrderedDict[str, None] = OrderedDict()
         self._value_hashes: dict[tuple[str, str], tuple[Any, str]] = {}
+        self._names: dict[type[Workflow], str] = {}
 
     # -- writing -------------------------------------------------------------
 
@@ -327,27 +353,34 @@ class DatabaseCheckpointStore:
 
     async def put_checkpoint(self, checkpoint: EngineCheckpoint, workflow: Workflow) -> None:
         state, blobs = self._split_state(checkpoint.run_id, checkpoint.ctx_state)
-        row = Checkpoint(
-            id=checkpoint.id_,
-            run_id=checkpoint.run_id,
-            workflow=registry.name_of(workflow),
-            seq=checkpoint.seq,
-            last_completed_step=checkpoint.last_completed_step,
-            input_event_type=type(checkpoint.input_event).__name__,
-            output_event_type=type(checkpoint.output_event).__name__ if checkpoint.output_event is not None else "",
-            input_event=encode_event(checkpoint.input_event),
-            output_event=encode_event(checkpoint.output_event) if checkpoint.output_event is not None else None,
-            ctx_state=state,
-            created_at=checkpoint.created_at,
-            duration_ms=checkpoint.duration_ms,
-            usage=checkpoint.usage or None,
-        )
-        op = _CheckpointWrite(row, blobs, self.owner, checkpoint.usage or [])
+        # Field values, not a model instance: building one costs more than writing it.
+        values = {
+            "id": checkpoint.id_,
+            "run_id": checkpoint.run_id,
+            "workflow": self._name_of(workflow),
+            "seq": checkpoint.seq,
+            "last_completed_step": checkpoint.last_completed_step,
+            "input_event_type": type(checkpoint.input_event).__name__,
+            "output_event_type": type(checkpoint.output_event).__name__ if checkpoint.output_event is not None else "",
+            "input_event": encode_event(checkpoint.input_event),
+            "output_event": encode_event(checkpoint.output_event) if checkpoint.output_event is not None else None,
+            "ctx_state": state,
+            "created_at": checkpoint.created_at,
+            "duration_ms": checkpoint.duration_ms,
+            "usage": checkpoint.usage or None,
+        }
+        op = _CheckpointWrite(values, blobs, self.owner, checkpoint.usage or [])
         await self._batcher.submit(op)
         for h in blobs:
             self._remember_blob(h)
         if self.announce:
-            self._in_background(live.aannounce_checkpoints([live.checkpoint_message(row)]))
+            self._in_background(live.aannounce_checkpoints([live.checkpoint_message(op.row)]))
+
+    def _name_of(self, workflow: Workflow) -> str:
+        name = self._names.get(type(workflow))
+        if name is None:
+            name = self._names[type(workflow)] = registry.name_of(workflow)
+        return name
 
     def _in_background(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

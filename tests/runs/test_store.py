@@ -125,7 +125,8 @@ def _write(run: Run, seq: int, owner: str, **fields: object) -> _CheckpointWrite
         duration_ms=1.5,
         usage=fields.get("usage"),  # type: ignore[arg-type]
     )
-    return _CheckpointWrite(row, {}, owner, list(fields.get("usage") or []))  # type: ignore[call-overload]
+    values = {f.attname: getattr(row, f.attname) for f in Checkpoint._meta.concrete_fields}
+    return _CheckpointWrite(values, {}, owner, list(fields.get("usage") or []))  # type: ignore[call-overload]
 
 
 def _comparable(row: Checkpoint) -> dict[str, object]:

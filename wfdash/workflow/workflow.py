@@ -42,8 +42,17 @@ class Workflow:
         self.timeout = timeout
         self.verbose = verbose
         self._steps = self._collect_steps()
-        self._validate()
-        self._routes: dict[type[Event], tuple[str, ...]] = {}
+        cls = type(self)
+        # Steps are defined on the class, so what follows from them is computed
+        # once per class: a worker creates an instance for every run.
+        validated = cls.__dict__.get("_wf_validated_cache")
+        if validated is None:
+            validated = (*self._validate(), {})
+            cls._wf_validated_cache = validated  # type: ignore[attr-defined]
+        self.start_event_class: type[StartEvent] = validated[0]
+        self.stop_event_class: type[StopEvent] = validated[1]
+        self._registry: EventRegistry = validated[2]
+        self._routes: dict[type[Event], tuple[str, ...]] = validated[3]
 
     # -- definition ----------------------------------------------------------
 
@@ -63,7 +72,7 @@ class Workflow:
         cls._wf_steps_cache = steps  # type: ignore[attr-defined]
         return steps
 
-    def _validate(self) -> None:
+    def _validate(self) -> tuple[type[StartEvent], type[StopEvent], EventRegistry]:
         if not self._steps:
             raise WorkflowValidationError(f"{type(self).__name__} has no steps")
         consumed: set[type[Event]] = set()
@@ -87,9 +96,8 @@ class Workflow:
         if unproduced:
             names = ", ".join(sorted(t.__name__ for t in unproduced))
             raise WorkflowValidationError(f"events consumed but never produced by a step: {names}")
-        self.start_event_class: type[StartEvent] = starts.pop()  # type: ignore[assignment]
-        self.stop_event_class: type[StopEvent] = stops.pop()  # type: ignore[assignment]
-        self._registry = EventRegistry([*BUILTIN_EVENTS, *consumed, *produced])
+        registry = EventRegistry([*BUILTIN_EVENTS, *consumed, *produced])
+        return starts.pop(), stops.pop(), registry  # type: ignore[return-value]
 
     @property
     def steps(self) -> dict[str, StepConfig]:
