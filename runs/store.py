@@ -14,9 +14,10 @@ import logging
 import os
 import socket
 import traceback
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import cached_property, partial
+from functools import cache, cached_property, partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -145,23 +146,31 @@ def _apply_one_by_one(ops: list[Callable[[bool], Any]], retrying: bool) -> list[
 
 
 def _apply_bulk(ops: list[Callable[[bool], Any]]) -> list[Any]:
-    """The common case, fast: consecutive checkpoint writes in a few statements, no savepoints.
-
-    Raises on any failure; the caller then rolls back and applies the ops one by one.
+    """The common case, fast: runs of checkpoint writes and of run endings each in a few
+    statements, no savepoints. Raises on any failure; the caller then rolls back and
+    applies the ops one by one.
     """
     outcomes: list[Any] = []
-    chunk: list[_CheckpointWrite] = []
+    group: list[Any] = []
     for op in ops:
-        if isinstance(op, _CheckpointWrite):
-            chunk.append(op)
+        if group and type(op) is not type(group[0]):
+            _flush(group)  # order matters: a run's row before its checkpoints, its end after them
+            group = []
+        if isinstance(op, _CheckpointWrite | _RunFinish):
+            group.append(op)
             outcomes.append(None)
-            continue
-        # Order matters (a run's row before its checkpoints, its end after them).
-        _write_checkpoints(chunk)
-        chunk = []
-        outcomes.append(op(False))
-    _write_checkpoints(chunk)
+        else:
+            outcomes.append(op(False))
+    if group:
+        _flush(group)
     return outcomes
+
+
+def _flush(group: list[Any]) -> None:
+    if isinstance(group[0], _CheckpointWrite):
+        _write_checkpoints(group)
+    else:
+        _finish_runs(group)
 
 
 class _CheckpointWrite:
@@ -173,8 +182,10 @@ class _CheckpointWrite:
     def __init__(self, values: dict[str, Any], blobs: dict[str, str], owner: str, usage: list[dict[str, Any]]) -> None:
         self.values, self.blobs, self.owner = values, blobs, owner
         self.llm_calls = len(usage)
-        self.prompt_tokens = sum(int(u.get("prompt_tokens") or 0) for u in usage)
-        self.completion_tokens = sum(int(u.get("completion_tokens") or 0) for u in usage)
+        self.prompt_tokens = self.completion_tokens = 0
+        for u in usage:
+            self.prompt_tokens += int(u.get("prompt_tokens") or 0)
+            self.completion_tokens += int(u.get("completion_tokens") or 0)
 
     @cached_property
     def row(self) -> Checkpoint:
@@ -222,35 +233,55 @@ def _write_checkpoints(writes: list[_CheckpointWrite]) -> None:
         t[4] += w.completion_tokens
     conn = _connection()
     sql = _sql(conn)
-    run_pk, updated_at = Run._meta.pk, Run._meta.get_field("updated_at")
-    assert run_pk is not None
+    updates = [
+        [_datetime(when, conn), count, calls, prompt, completion, _uuid(run_id, conn), owner, RunStatus.RUNNING.value]
+        for (run_id, owner), (when, count, calls, prompt, completion) in totals.items()
+    ]
     with conn.cursor() as cursor:
-        for (run_id, owner), (when, count, calls, prompt, completion) in totals.items():
-            params = [updated_at.get_db_prep_save(when, conn), count, calls, prompt, completion]
-            cursor.execute(sql.update_run, [*params, run_pk.get_db_prep_save(run_id, conn), owner, "running"])
-            if cursor.rowcount != 1:
-                raise LeaseLost(f"run {run_id} is no longer owned by {owner}")
+        cursor.executemany(sql.update_run, updates)
+        # Each statement matches at most one row (by id): fewer means a lost lease.
+        if cursor.rowcount != len(updates):
+            raise LeaseLost("a run in this batch is no longer owned by this worker")
         rows = [[prep(w.values[name], conn) for name, prep in sql.checkpoint_params] for w in writes]
         cursor.executemany(sql.insert_checkpoint, rows)
 
 
-def _finish_run(run_id: str, owner: str, fields: dict[str, Any]) -> None:
-    """The run's final fields, unless it was cancelled meanwhile (plain SQL: the ORM's
-    query compilation cost more than the statement itself)."""
+class _RunFinish:
+    """A run's final fields, unless it was cancelled meanwhile. Plain SQL: compiling the
+    ORM's query cost more than the statement itself."""
+
+    def __init__(self, run_id: str, owner: str, fields: dict[str, Any]) -> None:
+        self.run_id, self.owner, self.fields = run_id, owner, fields
+
+    def statement(self, conn: Any) -> tuple[str, list[Any]]:
+        qn = conn.ops.quote_name
+        columns = _run_columns()
+        assigned = ", ".join(f"{qn(columns[name].column)} = %s" for name in self.fields)
+        sql = (
+            f"UPDATE {qn(Run._meta.db_table)} SET {assigned}"
+            f" WHERE {qn('id')} = %s AND {qn('worker_id')} = %s AND {qn('status')} <> %s"
+        )
+        params = [_prepared(columns[name], value, conn) for name, value in self.fields.items()]
+        return sql, [*params, _uuid(self.run_id, conn), self.owner, RunStatus.CANCELLED.value]
+
+    def __call__(self, retrying: bool) -> None:
+        _finish_runs([self])
+
+
+def _finish_runs(finishes: list[_RunFinish]) -> None:
     conn = _connection()
-    qn = conn.ops.quote_name
-    meta = Run._meta
-    columns: dict[str, Any] = {f.name: f for f in meta.concrete_fields}
-    assigned = ", ".join(f"{qn(columns[name].column)} = %s" for name in fields)
-    params = [_prepared(columns[name], value, conn) for name, value in fields.items()]
-    pk = meta.pk
-    assert pk is not None
-    sql = (
-        f"UPDATE {qn(meta.db_table)} SET {assigned}"
-        f" WHERE {qn('id')} = %s AND {qn('worker_id')} = %s AND {qn('status')} <> %s"
-    )
+    by_sql: dict[str, list[list[Any]]] = {}
+    for finish in finishes:
+        sql, params = finish.statement(conn)
+        by_sql.setdefault(sql, []).append(params)
     with conn.cursor() as cursor:
-        cursor.execute(sql, [*params, pk.get_db_prep_save(run_id, conn), owner, RunStatus.CANCELLED.value])
+        for sql, rows in by_sql.items():
+            cursor.executemany(sql, rows)
+
+
+@cache
+def _run_columns() -> dict[str, Any]:
+    return {f.name: f for f in Run._meta.concrete_fields}
 
 
 class _Statements:
@@ -260,10 +291,8 @@ class _Statements:
         columns = ", ".join(qn(str(f.column)) for f in self.checkpoint_fields)
         marks = ", ".join(["%s"] * len(self.checkpoint_fields))
         self.insert_checkpoint = f"INSERT INTO {qn(Checkpoint._meta.db_table)} ({columns}) VALUES ({marks})"
-        # Strings and numbers go to the driver as they are; the rest through their field.
-        plain = (models.CharField, models.IntegerField, models.FloatField)
         self.checkpoint_params: list[tuple[str, Callable[[Any, Any], Any]]] = [
-            (f.attname, _as_is if isinstance(f, plain) else partial(_prepared, f)) for f in self.checkpoint_fields
+            (f.attname, _adapter(f)) for f in self.checkpoint_fields
         ]
         counters = ", ".join(
             f"{qn(c)} = {qn(c)} + %s" for c in ("checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens")
@@ -274,8 +303,39 @@ class _Statements:
         )
 
 
+def _adapter(field: Any) -> Callable[[Any, Any], Any]:
+    """How one column's value goes to the driver: what the field's get_db_prep_save
+    does, minus the layers (they cost more than the insert on a busy worker)."""
+    if isinstance(field, models.CharField | models.IntegerField | models.FloatField):
+        return _as_is
+    if isinstance(field, models.JSONField) and field.encoder is None:
+        return _json
+    if isinstance(field, models.DateTimeField):
+        return _datetime
+    if isinstance(field, models.UUIDField) or (
+        isinstance(field, models.ForeignKey) and isinstance(field.target_field, models.UUIDField)
+    ):
+        return _uuid
+    return partial(_prepared, field)
+
+
 def _as_is(value: Any, conn: Any) -> Any:
     return value
+
+
+def _json(value: Any, conn: Any) -> Any:
+    return None if value is None else conn.ops.adapt_json_value(value, None)
+
+
+def _datetime(value: Any, conn: Any) -> Any:
+    return conn.ops.adapt_datetimefield_value(value)
+
+
+def _uuid(value: Any, conn: Any) -> Any:
+    if value is None:
+        return None
+    value = value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+    return value if conn.features.has_native_uuid_field else value.hex
 
 
 def _prepared(field: Any, value: Any, conn: Any) -> Any:
@@ -402,10 +462,7 @@ class DatabaseCheckpointStore:
         else:
             fields.update(status=RunStatus.FAILED, error=str(error), error_traceback=_format_traceback(error))
 
-        def op(retrying: bool) -> None:
-            _finish_run(run_id, owner, fields)
-
-        await self._batcher.submit(op)
+        await self._batcher.submit(_RunFinish(run_id, owner, fields))
         self._forget_run(run_id)
         if self.announce:
             self._in_background(live.aannounce_runs([run_id]))
