@@ -267,6 +267,11 @@ def variant_settings(directory: Path, layer: str, flags: set[str]) -> tuple[str,
     if layer == "redis-pubsub":
         backend = "channels_redis.pubsub.RedisPubSubChannelLayer"
         config = '{"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]}'
+    elif layer == "redis-core":
+        # channels_redis' RedisChannelLayer (per-channel lists, capacity 100): what the app used
+        # before it moved to pub/sub, for a side-by-side comparison.
+        backend = "channels_redis.core.RedisChannelLayer"
+        config = '{"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]}'
     elif layer == "redis" and "cap" in flags:
         backend = "channels_redis.core.RedisChannelLayer"
         config = f'{{"hosts": [{{"address": REDIS_URL, "socket_timeout": 30}}], "capacity": {CANDIDATE_CAPACITY}}}'
@@ -288,7 +293,7 @@ def parse_variant(name: str) -> tuple[str, set[str]]:
     """`memory`, `redis` or `redis-pubsub`, plus candidate flags `+nohop`, `+cap`: (layer, flags)."""
     layer, *extra = name.split("+")
     flags = set(extra)
-    if layer not in ("memory", "redis", "redis-pubsub") or not flags <= {"nohop", "cap"}:
+    if layer not in ("memory", "redis", "redis-core", "redis-pubsub") or not flags <= {"nohop", "cap"}:
         raise SystemExit(f"unknown layer variant {name!r}")
     if "cap" in flags and layer != "redis":
         raise SystemExit("+cap applies to the redis layer (RedisChannelLayer) only")
@@ -696,7 +701,7 @@ def child_latency(args: argparse.Namespace) -> dict[str, Any]:
     try:
         settings_module = variant_settings(tmp / "py", layer, flags)
         app = variant_app(tmp / "py", flags)
-        if layer in ("redis", "redis-pubsub"):
+        if layer in ("redis", "redis-core", "redis-pubsub"):
             redis = PrivateRedis()
             redis.start()
             recreate_pg_database(PG_DB)
@@ -775,7 +780,7 @@ def child_latency(args: argparse.Namespace) -> dict[str, Any]:
         layer_cfg: dict[str, Any] = dict(settings.CHANNEL_LAYERS["default"])
         result: dict[str, Any] = {
             "variant": variant,
-            "candidate": bool(flags) or layer == "redis-pubsub",
+            "candidate": bool(flags) or layer in ("redis-pubsub", "redis-core"),
             "dispatch": "candidate: no per-message close_old_connections hop"
             if "nohop" in flags
             else "app (Channels default)",

@@ -8,6 +8,8 @@ database before relaying more.
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import uuid
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -29,22 +31,20 @@ POLL_SECONDS = getattr(settings, "WFDASH_LIVE_POLL_SECONDS", 0.5)
 SAFETY_POLL_SECONDS = getattr(settings, "WFDASH_LIVE_SAFETY_POLL_SECONDS", 5.0)
 
 
-def poll_interval() -> float:
-    return SAFETY_POLL_SECONDS if live.cross_process() else POLL_SECONDS
-
-
 CATCH_UP_CHUNK = 500
 LOOKBACK = timedelta(seconds=2)
 
 
 @lru_cache(maxsize=4096)
-def _checkpoint_html(message_key: tuple[tuple[str, Any], ...]) -> str:
-    return render_to_string("runs/_checkpoint_row.html", {"c": dict(message_key)})
+def _checkpoint_frame(message_key: tuple[tuple[str, Any], ...]) -> str:
+    message = dict(message_key)
+    html = render_to_string("runs/_checkpoint_row.html", {"c": message})
+    return json.dumps({**message, "html": html})
 
 
-def checkpoint_html(message: live.CheckpointMessage) -> str:
-    # Rendered once per process, however many clients watch the run.
-    return _checkpoint_html(tuple(sorted(message.items())))
+def checkpoint_frame(message: live.CheckpointMessage) -> str:
+    # Rendered and encoded once per process, however many clients watch the run.
+    return _checkpoint_frame(tuple(sorted(message.items())))
 
 
 def run_html(message: live.RunMessage) -> str:
@@ -58,11 +58,27 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     # which does the same cleanup in its own thread, so they skip it.
     RELAYED = frozenset({"checkpoint.created", "run.changed"})
 
+    last_relayed = 0.0
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") in self.RELAYED:
+            self.last_relayed = asyncio.get_running_loop().time()
             await getattr(self, message["type"].replace(".", "_"))(message)
         else:
             await super().dispatch(message)
+
+    async def wait_to_poll(self) -> None:
+        """Sleep until the next database poll. With Redis the poll is only a safety net
+        for messages lost while Redis was away: it is skipped while messages flow (a gap
+        shows in the next seq), and spread out so pages do not poll in step."""
+        if not live.cross_process():
+            await asyncio.sleep(POLL_SECONDS)
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SAFETY_POLL_SECONDS * (0.5 + random.random()))
+            if loop.time() - self.last_relayed >= SAFETY_POLL_SECONDS:
+                return
 
 
 class RunConsumer(_LiveConsumer):
@@ -134,7 +150,7 @@ class RunConsumer(_LiveConsumer):
 
     async def poll(self) -> None:
         while True:
-            await asyncio.sleep(poll_interval())
+            await self.wait_to_poll()
             async with self.lock:
                 await self._send_missing()
                 run = await self._load_run()
@@ -154,7 +170,7 @@ class RunConsumer(_LiveConsumer):
                 return
 
     async def _send_checkpoint(self, message: live.CheckpointMessage) -> None:
-        await self.send_json({**message, "html": checkpoint_html(message)})
+        await self.send(text_data=checkpoint_frame(message))
         self.cursor = message["seq"]
 
     @database_sync_to_async
@@ -202,7 +218,7 @@ class RunsListConsumer(_LiveConsumer):
         sent: dict[str, datetime] = {}
         since = await database_sync_to_async(_latest_update)()
         while True:
-            await asyncio.sleep(poll_interval())
+            await self.wait_to_poll()
             window = since - LOOKBACK if since is not None else None
             changed = await database_sync_to_async(_changed_since)(window)
             for stamp, message in changed:
