@@ -80,11 +80,71 @@ def snapshot_growth(data: dict[str, Any]) -> Path:
     return out
 
 
+def store_growth(data: dict[str, Any]) -> Path:
+    """Stored bytes per checkpoint with an empty store and with an unchanging 100 KB value."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels, bars = [], {"ours": [], "langgraph": []}
+    for backend in ("sqlite", "postgresql"):
+        for key, what in (("bytes_step1000", "small store"), ("bytes_step1000_100kb_value", "+ 100 KB value")):
+            labels.append(f"{backend}\n{what}")
+            for engine in bars:
+                bars[engine].append(_num(data.get("summary", {}).get(backend, {}).get(engine, {}).get(key)) or 0.0)
+    xs = range(len(labels))
+    width = 0.4
+    ax.bar([x - width / 2 for x in xs], bars["ours"], width, label="wfdash")
+    ax.bar([x + width / 2 for x in xs], bars["langgraph"], width, label="LangGraph 1.2")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("bytes stored per checkpoint (step 1000)")
+    ax.set_title("Checkpoint size against store size")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = RESULTS / "store_growth.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def viewers_growth(data: dict[str, Any]) -> Path:
+    """Commit-to-browser latency against the number of connected clients, per channel layer."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for layer, row in data.get("latency", {}).items():
+        points = []
+        for key, value in row.items():
+            if key.startswith("clients_") and isinstance(value, dict) and "from_commit" in value:
+                points.append((int(key.removeprefix("clients_")), value["from_commit"]))
+        points.sort()
+        if not points:
+            continue
+        xs = [p[0] for p in points]
+        (line,) = ax.plot(xs, [p[1]["p99_ms"] for p in points], "-o", label=f"{layer} p99")
+        ax.plot(xs, [p[1]["p50_ms"] for p in points], ":x", color=line.get_color(), label=f"{layer} p50")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("clients watching the run")
+    ax.set_ylabel("ms from commit to client")
+    ax.set_title("Live delivery latency against the number of viewers")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = RESULTS / "viewers_growth.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main() -> None:
     written = []
     engine = _load("engine.json")
     if engine:
         written += [engine_growth(engine), snapshot_growth(engine)]
+    persistence = _load("persistence.json")
+    if persistence:
+        written.append(store_growth(persistence))
+    live = _load("live.json")
+    if live:
+        written.append(viewers_growth(live))
     print(json.dumps({"written": [str(p.relative_to(RESULTS.parent.parent)) for p in written]}))
 
 

@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    # Installed so the API docs page uses its bundled Swagger UI, not a CDN.
+    "ninja",
     "runs",
 ]
 
