@@ -238,12 +238,12 @@ def _write_checkpoints(writes: list[_CheckpointWrite]) -> None:
         for (run_id, owner), (when, count, calls, prompt, completion) in totals.items()
     ]
     with conn.cursor() as cursor:
-        cursor.executemany(sql.update_run, updates)
+        _execute(cursor, sql.update_run, updates)
         # Each statement matches at most one row (by id): fewer means a lost lease.
         if cursor.rowcount != len(updates):
             raise LeaseLost("a run in this batch is no longer owned by this worker")
         rows = [[prep(w.values[name], conn) for name, prep in sql.checkpoint_params] for w in writes]
-        cursor.executemany(sql.insert_checkpoint, rows)
+        _execute(cursor, sql.insert_checkpoint, rows)
 
 
 class _RunFinish:
@@ -276,7 +276,15 @@ def _finish_runs(finishes: list[_RunFinish]) -> None:
         by_sql.setdefault(sql, []).append(params)
     with conn.cursor() as cursor:
         for sql, rows in by_sql.items():
-            cursor.executemany(sql, rows)
+            _execute(cursor, sql, rows)
+
+
+def _execute(cursor: Any, sql: str, rows: list[list[Any]]) -> None:
+    # One row: a plain execute (psycopg's executemany sets up a pipeline, a round trip more).
+    if len(rows) == 1:
+        cursor.execute(sql, rows[0])
+    else:
+        cursor.executemany(sql, rows)
 
 
 @cache
