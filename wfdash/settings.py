@@ -96,10 +96,13 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'wfdash.sqlite3'}"
-# Workers and daphne keep connections open between requests (CONN_MAX_AGE), checked before reuse.
+# No persistent connections by default: under ASGI each request's sync code runs in its
+# own thread, so a kept connection outlives its thread and leaks until garbage collection
+# (a schemathesis run exhausted PostgreSQL's 100 connections that way). A worker keeps its
+# one connection anyway: its database thread lives as long as the process.
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, 0), conn_health_checks=True
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0, 0), conn_health_checks=True
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
