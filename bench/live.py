@@ -789,7 +789,7 @@ def child_latency(args: argparse.Namespace) -> dict[str, Any]:
             "database": connection.vendor,
             "channel_layer": str(layer_cfg["BACKEND"]).rsplit(".", 1)[-1],
             "channel_layer_capacity": dict(layer_cfg.get("CONFIG", {})).get("capacity"),
-            "poll_seconds": getattr(settings, "WFDASH_LIVE_POLL_SECONDS", 0.5) if layer == "memory" else None,
+            "poll_seconds": getattr(settings, "WFDASH_LIVE_POLL_SECONDS", 0.2) if layer == "memory" else None,
             "chain": {"steps": args.steps, "sleep": args.sleep, "checkpoints": args.steps + 1},
             "channels_redis_over_capacity_reports": dropped,
         }

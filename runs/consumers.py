@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,14 +26,16 @@ from django.template.loader import render_to_string
 from . import live
 from .models import Checkpoint, Run
 
-# How often a page polls the database when the channel layer cannot carry
-# messages from other processes (the in-memory layer), and, as a safety net for
-# messages lost while Redis was away, when it can.
-POLL_SECONDS = getattr(settings, "WFDASH_LIVE_POLL_SECONDS", 0.5)
+# How often each process polls the database for the runs its pages watch when the channel
+# layer cannot carry messages from other processes (the in-memory layer): one query per
+# watched run, however many pages watch it, so it can be frequent. With Redis, pages poll
+# only as a safety net for messages lost while Redis was away, and only when quiet.
+POLL_SECONDS = getattr(settings, "WFDASH_LIVE_POLL_SECONDS", 0.2)
 SAFETY_POLL_SECONDS = getattr(settings, "WFDASH_LIVE_SAFETY_POLL_SECONDS", 5.0)
 
 
 CATCH_UP_CHUNK = 500
+log = logging.getLogger("runs.live")
 LOOKBACK = timedelta(seconds=2)
 
 
@@ -67,13 +71,33 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         else:
             await super().dispatch(message)
 
+    def start_polling(
+        self, group: str, own_poll: Callable[[], Coroutine[Any, Any, None]], shared_poll: Callable[[], Awaitable[None]]
+    ) -> None:
+        """With Redis, each page keeps its own slow safety poll. On the in-memory layer the
+        database is the only way news from other processes arrives: one poll per group and
+        process hands what it finds to every page of that group, instead of one poll per
+        page (200 pages polling twice a second saturated the database thread)."""
+        self.polled_group: str | None = None
+        self.poller: asyncio.Task[None] | None = None
+        if live.cross_process():
+            self.poller = asyncio.create_task(own_poll())
+        else:
+            self.polled_group = group
+            _shared_polls.join(group, self, shared_poll)
+
+    def stop_polling(self) -> None:
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            poller.cancel()
+        group = getattr(self, "polled_group", None)
+        if group is not None:
+            _shared_polls.leave(group, self)
+
     async def wait_to_poll(self) -> None:
-        """Sleep until the next database poll. With Redis the poll is only a safety net
-        for messages lost while Redis was away: it is skipped while messages flow (a gap
-        shows in the next seq), and spread out so pages do not poll in step."""
-        if not live.cross_process():
-            await asyncio.sleep(POLL_SECONDS)
-            return
+        """Sleep until a page's next safety poll (Redis): it only covers messages lost while
+        Redis was away, so it is skipped while messages flow (a gap shows in the next seq),
+        and spread out so pages do not poll in step."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(SAFETY_POLL_SECONDS * (0.5 + random.random()))
@@ -107,12 +131,13 @@ class RunConsumer(_LiveConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.catch_up()
-        self.poller = asyncio.create_task(self.poll())
+        # A poll started now picks up right after what this page just caught up to; pages
+        # that join later are in the group before their own catch-up, so none misses a seq.
+        cursor, status = self.cursor, self.last_status
+        self.start_polling(self.group, self.poll, lambda: _poll_run(self.run_id, self.group, cursor, status))
 
     async def disconnect(self, code: int) -> None:
-        poller = getattr(self, "poller", None)
-        if poller is not None:
-            poller.cancel()
+        self.stop_polling()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -173,17 +198,23 @@ class RunConsumer(_LiveConsumer):
         await self.send(text_data=checkpoint_frame(message))
         self.cursor = message["seq"]
 
-    @database_sync_to_async
-    def _load_after(self, cursor: int) -> list[live.CheckpointMessage]:
-        rows = Checkpoint.objects.filter(run_id=self.run_id, seq__gt=cursor).order_by("seq")[:CATCH_UP_CHUNK]
-        return [live.checkpoint_message(c) for c in rows.defer("input_event", "output_event", "ctx_state")]
+    async def _load_after(self, cursor: int) -> list[live.CheckpointMessage]:
+        return await database_sync_to_async(_checkpoints_after)(self.run_id, cursor)
 
-    @database_sync_to_async
-    def _load_run(self) -> live.RunMessage | None:
-        run = Run.objects.select_related("parent_checkpoint").filter(pk=self.run_id).first()
-        if run is None:
-            return None
-        return live.run_message(run, str(run.parent_checkpoint.run_id) if run.parent_checkpoint else None)
+    async def _load_run(self) -> live.RunMessage | None:
+        return await database_sync_to_async(_run_message)(self.run_id)
+
+
+def _checkpoints_after(run_id: uuid.UUID, cursor: int) -> list[live.CheckpointMessage]:
+    rows = Checkpoint.objects.filter(run_id=run_id, seq__gt=cursor).order_by("seq")[:CATCH_UP_CHUNK]
+    return [live.checkpoint_message(c) for c in rows.defer("input_event", "output_event", "ctx_state")]
+
+
+def _run_message(run_id: uuid.UUID) -> live.RunMessage | None:
+    run = Run.objects.select_related("parent_checkpoint").filter(pk=run_id).first()
+    if run is None:
+        return None
+    return live.run_message(run, str(run.parent_checkpoint.run_id) if run.parent_checkpoint else None)
 
 
 class RunsListConsumer(_LiveConsumer):
@@ -196,12 +227,10 @@ class RunsListConsumer(_LiveConsumer):
             return
         await self.channel_layer.group_add(live.RUNS_GROUP, self.channel_name)
         await self.accept()
-        self.poller = asyncio.create_task(self.poll())
+        self.start_polling(live.RUNS_GROUP, self.poll, _poll_runs_list)
 
     async def disconnect(self, code: int) -> None:
-        poller = getattr(self, "poller", None)
-        if poller is not None:
-            poller.cancel()
+        self.stop_polling()
         await self.channel_layer.group_discard(live.RUNS_GROUP, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -212,23 +241,105 @@ class RunsListConsumer(_LiveConsumer):
         await self.send_json({**message, "html": run_html(message)})
 
     async def poll(self) -> None:
-        # Rows are stamped before their transaction commits, so a change can become
-        # visible with a stamp older than one already seen: look back a little and
-        # send each (run, stamp) once.
-        sent: dict[str, datetime] = {}
-        since = await database_sync_to_async(_latest_update)()
-        while True:
-            await self.wait_to_poll()
-            window = since - LOOKBACK if since is not None else None
-            changed = await database_sync_to_async(_changed_since)(window)
-            for stamp, message in changed:
-                if sent.get(message["run_id"]) == stamp:
-                    continue
-                sent[message["run_id"]] = stamp
-                since = stamp if since is None or stamp > since else since
-                await self.send_json({**message, "html": run_html(message)})
-            if len(sent) > 10_000:
-                sent.clear()
+        async def send(message: live.RunMessage) -> None:
+            await self.send_json({**message, "html": run_html(message)})
+
+        await _watch_runs(self.wait_to_poll, send)
+
+
+async def _watch_runs(wait: Callable[[], Awaitable[None]], send: Callable[[live.RunMessage], Awaitable[None]]) -> None:
+    """Send each run change seen in the database, once."""
+    # Rows are stamped before their transaction commits, so a change can become
+    # visible with a stamp older than one already seen: look back a little and
+    # send each (run, stamp) once.
+    sent: dict[str, datetime] = {}
+    since = await database_sync_to_async(_latest_update)()
+    while True:
+        await wait()
+        window = since - LOOKBACK if since is not None else None
+        changed = await database_sync_to_async(_changed_since)(window)
+        for stamp, message in changed:
+            if sent.get(message["run_id"]) == stamp:
+                continue
+            sent[message["run_id"]] = stamp
+            since = stamp if since is None or stamp > since else since
+            await send(message)
+        if len(sent) > 10_000:
+            sent.clear()
+
+
+async def _poll_runs_list() -> None:
+    async def send(message: live.RunMessage) -> None:
+        await _shared_polls.deliver(live.RUNS_GROUP, "run_changed", message)
+
+    await _watch_runs(partial(asyncio.sleep, POLL_SECONDS), send)
+
+
+async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | None) -> None:
+    """Hand one run's checkpoints after `cursor` and its status changes to this process's
+    pages of it."""
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        rows = await database_sync_to_async(_checkpoints_after)(run_id, cursor)
+        for message in rows:
+            await _shared_polls.deliver(group, "checkpoint_created", message)
+            cursor = message["seq"]
+        if len(rows) == CATCH_UP_CHUNK:
+            continue  # more to come: the status after them
+        run = await database_sync_to_async(_run_message)(run_id)
+        if run is not None and run["status"] != status:
+            status = run["status"]
+            # Pages send checkpoints committed before the change first (run_changed).
+            await _shared_polls.deliver(group, "run_changed", run)
+
+
+class _SharedPolls:
+    """One polling task per group in this process, alive while some page needs it.
+
+    What it finds goes straight to the pages' handlers, not through the in-memory channel
+    layer, whose every receive scans all channels and groups (quadratic in pages).
+    """
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.pages: dict[str, set[_LiveConsumer]] = {}
+
+    def join(self, group: str, page: _LiveConsumer, poll: Callable[[], Awaitable[None]]) -> None:
+        self.pages.setdefault(group, set()).add(page)
+        task = self.tasks.get(group)
+        if task is None or task.done():
+            self.tasks[group] = asyncio.get_running_loop().create_task(_keep_polling(poll))
+
+    def leave(self, group: str, page: _LiveConsumer) -> None:
+        pages = self.pages.get(group, set())
+        pages.discard(page)
+        if not pages:
+            self.pages.pop(group, None)
+            task = self.tasks.pop(group, None)
+            if task is not None:
+                task.cancel()
+
+    async def deliver(self, group: str, handler: str, message: Any) -> None:
+        for page in list(self.pages.get(group, ())):
+            try:
+                await getattr(page, handler)({"message": message})
+            except Exception:  # one page's broken socket must not starve the others
+                log.warning("could not deliver to a live page", exc_info=True)
+
+
+async def _keep_polling(poll: Callable[[], Awaitable[None]]) -> None:
+    # A database that is away for a while must not end the live view for good.
+    while True:
+        try:
+            await poll()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("live poll failed; retrying", exc_info=True)
+            await asyncio.sleep(POLL_SECONDS)
+
+
+_shared_polls = _SharedPolls()
 
 
 def _latest_update() -> datetime | None:

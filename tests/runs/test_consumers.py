@@ -164,3 +164,27 @@ async def test_it_streams_new_runs_and_status_changes_to_the_list(cookie: bytes)
         assert msg["run_id"] == str(run.id)
         statuses.append(msg["status"])
     await ws.disconnect()
+
+
+async def test_pages_of_one_run_share_one_database_poll_and_each_get_every_checkpoint(cookie: bytes) -> None:
+    from runs.consumers import _shared_polls
+
+    run = await sync_to_async(start_run)("chain", {"steps": 20, "sleep": 0.02})
+    group = live.run_group(run.id)
+    pages = [_ws(f"/ws/runs/{run.id}/?after=0", ORIGIN, (b"cookie", cookie)) for _ in range(3)]
+    for ws in pages:
+        assert (await ws.connect())[0]
+    for _ in range(100):  # each page joins the poll right after its catch-up
+        if len(_shared_polls.pages.get(group, ())) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert len(_shared_polls.pages[group]) == 3 and group in _shared_polls.tasks  # one polling task
+    # The worker runs in this process but the in-memory layer is not cross-process, so it
+    # does not announce: everything the pages get after their catch-up comes from the poll.
+    worker = asyncio.create_task(Worker(poll_interval=0.02).run(exit_when_idle=True, install_signals=False))
+    received = [await _receive_checkpoints(ws, 21) for ws in pages]
+    await asyncio.wait_for(worker, 30)
+    assert received == [list(range(1, 22))] * 3
+    for ws in pages:
+        await ws.disconnect()
+    assert group not in _shared_polls.tasks and group not in _shared_polls.pages
