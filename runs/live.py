@@ -1,8 +1,9 @@
 """The live view's protocol: group names, message types, and announcements after commit.
 
 Announcements go through the channel layer. With Redis they reach every daphne
-process; with the in-memory layer they reach only this process, so consumers
-also poll the database (see consumers.POLL_SECONDS) and workers skip sending.
+process; with the in-memory layer they reach only this process, so each web process
+polls the database for the runs its pages watch (see consumers.POLL_SECONDS) and
+workers skip sending.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The dashboard in a real browser: login, live run page and list, explorer, forks, XSS, approval.
 
 daphne and the worker run as subprocesses against the test database. Pages use the
-in-memory channel layer, so live updates come from the consumers' database poll
-(about every 0.5 s): waits of a few seconds are expected.
+in-memory channel layer, so live updates come from the web process's database poll
+(every 0.2 s): waits of a few seconds are allowed.
 """
 
 from __future__ import annotations
