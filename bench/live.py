@@ -1228,10 +1228,13 @@ def child_explorer(args: argparse.Namespace) -> dict[str, Any]:
 # == parent ==============================================================================
 
 
-def run_child(argv: list[str], timeout: float, label: str) -> dict[str, Any]:
-    """Run this file as a child in its own process group; kill the whole group on timeout."""
+def run_child(argv: list[str], timeout: float, label: str, script: Path = HERE) -> dict[str, Any]:
+    """Run a bench script (this one by default) as a child in its own process group; kill the
+    whole group on timeout; its JSON stdout, or {"error": ...}."""
     t = time.monotonic()
-    proc = subprocess.Popen([PY, str(HERE), *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [PY, str(script), *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

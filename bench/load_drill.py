@@ -172,28 +172,12 @@ async def drill(args: argparse.Namespace, services: bl.Services, session: str) -
 
 def run_variant_child(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     """This file with --variant in its own process group (Django is set up once per process)."""
-    import signal
-    import subprocess
-
-    argv = [sys.executable, str(Path(__file__).resolve()), "--variant", variant]
+    argv = ["--variant", variant]
     for name in ("runs", "clients_per_run", "duration", "steps", "sleep", "drain_timeout"):
         argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     argv += ["--profile-worker"] if args.profile_worker else []
     timeout = args.duration + args.drain_timeout + 240
-    proc = subprocess.Popen(argv, cwd=bl.ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return {"error": f"{variant}: timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        return {"error": f"{variant}: exited with {proc.returncode} (see stderr)"}
-    try:
-        result: dict[str, Any] = json.loads(out)
-    except json.JSONDecodeError:
-        return {"error": f"{variant}: printed no JSON", "stdout_tail": out[-500:]}
-    return result
+    return bl.run_child(argv, timeout, variant, script=Path(__file__).resolve())
 
 
 def main() -> None:

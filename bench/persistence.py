@@ -50,8 +50,10 @@ import uuid
 from pathlib import Path
 from typing import Any, TypedDict
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from live import drop_pg_database, pg_url, recreate_pg_database  # noqa: E402 - bench/live.py's helpers
+
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = os.environ.get("BENCH_PG_DB", "wfdash_bench")
 SLEEP = 0.1
 SLEEPING_STEPS = 3
@@ -810,26 +812,6 @@ def child_langgraph(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # == orchestration (parent process) ====================================================
-
-
-def pg_url(db: str) -> str:
-    base, _, _ = PG_ADMIN_URL.rpartition("/")
-    return f"{base}/{db}"
-
-
-def recreate_pg_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_pg_database(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_child(engine: str, backend: str, args: argparse.Namespace) -> dict[str, Any]:
