@@ -31,7 +31,7 @@ from wfdash.workflow.errors import SerializationError
 from . import registry
 from .inputs import InputError
 from .models import TERMINAL, ApiToken, Blob, Checkpoint, Run, RunStatus, fork_run
-from .store import expand_state
+from .states import expand_records
 
 # Longest JSON text shown on a page; past it the text is cut with a note.
 MAX_JSON_CHARS = 200_000
@@ -206,7 +206,7 @@ class RunAdmin(ReadOnlyAdmin):
         "error_traceback",
         "parent_checkpoint__input_event",
         "parent_checkpoint__output_event",
-        "parent_checkpoint__ctx_state",
+        "parent_checkpoint__state",
         "parent_checkpoint__usage",
     )
     search_fields = ("id",)  # shows the search box; the search itself is get_search_results
@@ -314,7 +314,7 @@ class RunAdmin(ReadOnlyAdmin):
 
 # -- checkpoints -----------------------------------------------------------------
 
-CHECKPOINT_JSON = ("input_event", "output_event", "ctx_state", "usage")
+CHECKPOINT_JSON = ("input_event", "output_event", "state", "usage")
 
 
 @admin.register(Checkpoint)
@@ -361,7 +361,7 @@ class CheckpointAdmin(ReadOnlyAdmin):
             },
         ),
         ("Events", {"fields": ("input_event_pretty", "output_event_pretty")}),
-        ("Context", {"fields": ("ctx_state_pretty", "store_pretty", "blobs")}),
+        ("Context", {"fields": ("ctx_state_pretty", "store_pretty", "state_pretty", "blobs")}),
         ("Usage", {"fields": ("usage_pretty",)}),
     )
     readonly_fields = field_names(fieldsets)
@@ -395,20 +395,27 @@ class CheckpointAdmin(ReadOnlyAdmin):
     def output_event_pretty(self, obj: Checkpoint) -> SafeString | None:
         return pretty_json(obj.output_event)
 
-    @admin.display(description="context state (as stored)")
+    @admin.display(description="context state (complete, built from the records)")
     def ctx_state_pretty(self, obj: Checkpoint) -> SafeString | None:
-        return pretty_json(obj.ctx_state)
+        try:
+            return pretty_json(obj.context_state())
+        except (SerializationError, ValueError, TypeError, KeyError) as exc:
+            return format_html('<p class="errornote">{}</p>', f"cannot build the state: {exc}")
 
-    @admin.display(description="store (blobs resolved)")
+    @admin.display(description="store values this record carries (blobs resolved)")
     def store_pretty(self, obj: Checkpoint) -> SafeString | None:
         try:
-            return pretty_json(expand_state(obj.ctx_state)["store"])
+            return pretty_json(expand_records([obj.state])[0].get("store", {}))
         except (SerializationError, ValueError, TypeError, KeyError) as exc:
             return format_html('<p class="errornote">{}</p>', f"cannot expand the store: {exc}")
 
+    @admin.display(description="state record (as stored: full, or what this step changed)")
+    def state_pretty(self, obj: Checkpoint) -> SafeString | None:
+        return pretty_json(obj.state)
+
     @admin.display(description="blobs")
     def blobs(self, obj: Checkpoint) -> SafeString | None:
-        store = obj.ctx_state.get("store") if isinstance(obj.ctx_state, dict) else None
+        store = obj.state.get("store") if isinstance(obj.state, dict) else None
         if not isinstance(store, dict):
             return None
         refs = {key: v["b"] for key, v in store.items() if isinstance(v, dict) and isinstance(v.get("b"), str)}

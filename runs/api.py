@@ -18,7 +18,6 @@ from ninja.security import HttpBearer, django_auth
 
 from . import filters, inputs, registry
 from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
-from .store import expand_state
 
 MAX_BODY = 1024 * 1024
 
@@ -264,7 +263,7 @@ def run_checkpoints(
     _need(request, "view_run")
     run = _run(run_id)
     qs = Checkpoint.objects.filter(run=run, seq__gt=after).order_by("seq")
-    return list(qs.defer("input_event", "output_event", "ctx_state")[:limit])
+    return list(qs.defer("input_event", "output_event", "state")[:limit])
 
 
 # -- checkpoints -----------------------------------------------------------------
@@ -293,7 +292,7 @@ def get_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID) -> Any:
     _need(request, "view_run")
     c = _checkpoint(checkpoint_id)
     try:
-        c.ctx_state = expand_state(c.ctx_state)
+        c.ctx_state = c.context_state()  # type: ignore[attr-defined]
     except Exception as exc:
         return error(request, 409, "corrupt", f"the checkpoint's snapshot cannot be read: {exc}")
     return c

@@ -207,7 +207,7 @@ class RunConsumer(_LiveConsumer):
 
 def _checkpoints_after(run_id: uuid.UUID, cursor: int) -> list[live.CheckpointMessage]:
     rows = Checkpoint.objects.filter(run_id=run_id, seq__gt=cursor).order_by("seq")[:CATCH_UP_CHUNK]
-    return [live.checkpoint_message(c) for c in rows.defer("input_event", "output_event", "ctx_state")]
+    return [live.checkpoint_message(c) for c in rows.defer("input_event", "output_event", "state")]
 
 
 def _run_message(run_id: uuid.UUID) -> live.RunMessage | None:

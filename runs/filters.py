@@ -112,7 +112,7 @@ CHECKPOINT_FILTERS = {
 
 def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str]]:
     """Checkpoints matching every given filter (AND): workflow, run, step, input/output event type."""
-    qs = Checkpoint.objects.defer("input_event", "output_event", "ctx_state")
+    qs = Checkpoint.objects.defer("input_event", "output_event", "state")
     active: dict[str, str] = {}
     if run := params.get("run", "").strip():
         qs = qs.filter(run_id=_uuid(run, "run"))

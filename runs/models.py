@@ -150,7 +150,13 @@ class Checkpoint(models.Model):
     output_event_type = models.CharField(max_length=100, blank=True)
     input_event = models.JSONField()
     output_event = models.JSONField(null=True, blank=True)
-    ctx_state = models.JSONField(help_text="Snapshot; large store values refer to blobs by hash.")
+    state = models.JSONField(
+        help_text="What this checkpoint's step changed (a delta) or the whole context state (a full record); "
+        "see wfdash/workflow/snapshots.py. Large store values refer to blobs by hash."
+    )
+    # The seq of the full record `state` builds on (its own seq for a full one): the
+    # complete state is that record plus the ones after it, read in one range query.
+    snapshot_seq = models.PositiveIntegerField()
     created_at = models.DateTimeField(default=timezone.now)
     duration_ms = models.FloatField(default=0.0)
     usage = models.JSONField(null=True, blank=True, help_text="LLM calls made by the step.")
@@ -170,6 +176,12 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} #{self.seq} {self.last_completed_step}"
+
+    def context_state(self) -> dict[str, Any]:
+        """The complete context state at this checkpoint (`ctx_state`), store values expanded."""
+        from .states import context_state
+
+        return context_state(self)
 
 
 # -- creating runs: validation first, then one insert ---------------------------

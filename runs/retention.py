@@ -43,7 +43,7 @@ def prune(cutoff: datetime, *, keep_failed: bool = False, batch_size: int = 500,
 def _referenced_hashes(chunk: int = 2000) -> Iterator[str]:
     last = None
     while True:
-        qs = Checkpoint.objects.order_by("id").values_list("id", "ctx_state")
+        qs = Checkpoint.objects.order_by("id").values_list("id", "state")
         if last is not None:
             qs = qs.filter(id__gt=last)
         rows = list(qs[:chunk])

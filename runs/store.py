@@ -42,6 +42,7 @@ from wfdash.workflow.serialization import encode_event
 
 from . import live, registry
 from .models import Blob, Checkpoint, Run, RunStatus
+from .states import context_state, expand_records, outside_event_loop
 
 # Store values whose JSON is longer than this go to a content-addressed blob.
 BLOB_THRESHOLD = 256
@@ -420,7 +421,7 @@ class DatabaseCheckpointStore:
             self._in_background(live.aannounce_runs([run.run_id]))
 
     async def put_checkpoint(self, checkpoint: EngineCheckpoint, workflow: Workflow) -> None:
-        state, blobs = self._split_state(checkpoint.run_id, checkpoint.ctx_state)
+        state, blobs = self._split_state(checkpoint.run_id, checkpoint.state_record)
         # Field values, not a model instance: building one costs more than writing it.
         values = {
             "id": checkpoint.id_,
@@ -432,7 +433,8 @@ class DatabaseCheckpointStore:
             "output_event_type": type(checkpoint.output_event).__name__ if checkpoint.output_event is not None else "",
             "input_event": encode_event(checkpoint.input_event),
             "output_event": encode_event(checkpoint.output_event) if checkpoint.output_event is not None else None,
-            "ctx_state": state,
+            "state": state,
+            "snapshot_seq": checkpoint.snapshot_seq,
             "created_at": checkpoint.created_at,
             "duration_ms": checkpoint.duration_ms,
             "usage": checkpoint.usage or None,
@@ -499,14 +501,17 @@ class DatabaseCheckpointStore:
                 qs = qs.filter(input_event_type=input_event_type)
             if output_event_type is not None:
                 qs = qs.filter(output_event_type=output_event_type)
-            return [to_engine(row, workflow) for row in qs.order_by("created_at", "seq")]
+            # Complete states are built only when asked for: a listing reads each row once.
+            return [to_engine(row, workflow, validate=False) for row in qs.order_by("created_at", "seq")]
 
         return await sync_to_async(query)()
 
     # -- blobs -----------------------------------------------------------------
 
     def _split_state(self, run_id: str, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        """Replace large store values by blob references; return (state, new blobs)."""
+        """Replace large store values by blob references; return (record, new blobs).
+
+        A delta carries only the keys its step changed, so this costs what the step did."""
         blobs: dict[str, str] = {}
         stored: dict[str, Any] = {}
         for key, value in state.get("store", {}).items():
@@ -553,27 +558,12 @@ def _format_traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))[-20_000:]
 
 
-def expand_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The engine's snapshot from a stored one: blob references replaced by their values."""
-    if not isinstance(state, dict) or not isinstance(state.get("store"), dict):
-        raise SerializationError("corrupt stored snapshot: no store")
-    refs = {v["b"] for v in state["store"].values() if isinstance(v, dict) and "b" in v}
-    blobs = {b.hash: b.data for b in Blob.objects.filter(hash__in=refs)} if refs else {}
-    store: dict[str, Any] = {}
-    for key, entry in state["store"].items():
-        if isinstance(entry, dict) and "v" in entry:
-            store[key] = entry["v"]
-        elif isinstance(entry, dict) and entry.get("b") in blobs:
-            store[key] = json.loads(blobs[entry["b"]])
-        else:
-            raise SerializationError(f"corrupt stored snapshot: store key {key!r} refers to a missing value")
-    out = dict(state)
-    out["store"] = store
-    return out
+def to_engine(row: Checkpoint, workflow: Workflow, *, validate: bool = True) -> EngineCheckpoint:
+    """Decode a stored checkpoint through `workflow`'s own event registry.
 
-
-def to_engine(row: Checkpoint, workflow: Workflow) -> EngineCheckpoint:
-    """Decode a stored checkpoint through `workflow`'s own event registry, checking its snapshot."""
+    With `validate` its complete state is built and checked now (a fork or a resume needs
+    it); otherwise it is built when first asked for.
+    """
     if row.last_completed_step not in workflow.steps:
         raise SerializationError(f"unknown step {row.last_completed_step!r}")
     checkpoint = EngineCheckpoint.from_record(
@@ -584,13 +574,19 @@ def to_engine(row: Checkpoint, workflow: Workflow) -> EngineCheckpoint:
             "last_completed_step": row.last_completed_step,
             "input_event": row.input_event,
             "output_event": row.output_event,
-            "ctx_state": expand_state(row.ctx_state),
+            "ctx_state": expand_records([row.state])[0],
             "created_at": row.created_at,
             "duration_ms": row.duration_ms,
         },
         workflow.event_registry,
     )
-    validate_snapshot(workflow, checkpoint.ctx_state)
+    checkpoint.snapshot_seq = row.snapshot_seq
+    if validate:
+        state = context_state(row)
+        validate_snapshot(workflow, state)
+        checkpoint.load_state_with(lambda: state)
+    else:
+        checkpoint.load_state_with(lambda: outside_event_loop(lambda: context_state(row)))
     return checkpoint
 
 

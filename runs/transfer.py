@@ -11,12 +11,17 @@ from django.utils.dateparse import parse_datetime
 from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
 from wfdash.workflow.checkpointer import validate_snapshot
 from wfdash.workflow.errors import SerializationError
+from wfdash.workflow.snapshots import State, is_full
 
 from . import inputs
 from .models import TERMINAL, Checkpoint, Run, RunStatus
-from .store import expand_state, split_store
+from .states import expand_records
+from .store import split_store
 
-FORMAT = "wfdash.run/1"
+# Version 2 carries each checkpoint's state record (full, or what its step changed) as
+# stored; version 1 (still read) carried the complete state of every checkpoint.
+FORMAT = "wfdash.run/2"
+FORMATS = ("wfdash.run/1", FORMAT)
 RUN_FIELDS = (
     "workflow", "status", "start_event", "result", "error", "error_traceback", "fork_edits", "created_at",
     "started_at", "finished_at", "attempts", "checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens",
@@ -24,7 +29,7 @@ RUN_FIELDS = (
 
 
 def export_run(run: Run) -> dict[str, Any]:
-    """The run and its checkpoints, blob references replaced by their values."""
+    """The run and its checkpoints' state records, blob references replaced by their values."""
     data: dict[str, Any] = {f: getattr(run, f) for f in RUN_FIELDS}
     for f in ("created_at", "started_at", "finished_at"):
         data[f] = data[f].isoformat() if data[f] else None
@@ -37,7 +42,7 @@ def export_run(run: Run) -> dict[str, Any]:
             "last_completed_step": c.last_completed_step,
             "input_event": c.input_event,
             "output_event": c.output_event,
-            "ctx_state": expand_state(c.ctx_state),
+            "state": expand_records([c.state])[0],
             "created_at": c.created_at.isoformat(),
             "duration_ms": c.duration_ms,
             "usage": c.usage,
@@ -49,8 +54,9 @@ def export_run(run: Run) -> dict[str, Any]:
 
 def import_run(doc: Any) -> Run:
     """Validate everything against the workflow's registry, then insert in one transaction."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in FORMATS:
         raise inputs.InputError(f"not a wfdash run export (expected format {FORMAT!r})")
+    state_key = "ctx_state" if doc["format"] == FORMATS[0] else "state"
     data, rows = doc.get("run"), doc.get("checkpoints")
     if not isinstance(data, dict) or not isinstance(rows, list):
         raise inputs.InputError("the export needs a 'run' object and a 'checkpoints' list")
@@ -72,13 +78,27 @@ def import_run(doc: Any) -> Run:
             if (data.get("fork_edits") or {}).get(f) is not None:
                 registry.decode(data["fork_edits"][f])
         checkpoints: list[Checkpoint] = []
+        # The records are replayed in order, as a restore would; each full one (and the
+        # last state) is checked against the workflow's registry.
+        state: State | None = None
+        snapshot_seq = 0
         for expected_seq, row in enumerate(rows, start=1):
             if not isinstance(row, dict) or row.get("seq") != expected_seq:
                 raise SerializationError(f"checkpoint {expected_seq}: seq must run 1, 2, 3... without gaps")
-            engine = EngineCheckpoint.from_record({**row, "run_id": str(run_id)}, registry)
+            record = row.get(state_key)
+            if not isinstance(record, dict):
+                raise SerializationError(f"checkpoint {expected_seq}: {state_key!r} must be an object")
+            engine = EngineCheckpoint.from_record({**row, "ctx_state": record, "run_id": str(run_id)}, registry)
             if engine.last_completed_step not in workflow.steps:
                 raise SerializationError(f"checkpoint {expected_seq}: unknown step {engine.last_completed_step!r}")
-            validate_snapshot(workflow, engine.ctx_state)
+            if is_full(record):
+                if state is not None:
+                    validate_snapshot(workflow, state.ctx_state())
+                state, snapshot_seq = State(record), expected_seq
+            elif state is None:
+                raise SerializationError(f"checkpoint {expected_seq}: the first record must be a full one")
+            else:
+                state.apply(record)
             checkpoints.append(
                 Checkpoint(
                     id=uuid.UUID(str(row["id"])),
@@ -90,12 +110,15 @@ def import_run(doc: Any) -> Run:
                     output_event_type=type(engine.output_event).__name__ if engine.output_event else "",
                     input_event=row["input_event"],
                     output_event=row["output_event"],
-                    ctx_state=row["ctx_state"],
+                    state=record,
+                    snapshot_seq=snapshot_seq,
                     created_at=engine.created_at,
                     duration_ms=engine.duration_ms,
                     usage=row.get("usage"),
                 )
             )
+        if state is not None:
+            validate_snapshot(workflow, state.ctx_state())
     except (SerializationError, KeyError, TypeError, ValueError) as exc:
         raise inputs.InputError(f"invalid export: {exc}") from None
     inputs.reject_nul(doc, "the export")
@@ -127,6 +150,6 @@ def import_run(doc: Any) -> Run:
     with transaction.atomic():
         run.save(force_insert=True)
         for c in checkpoints:
-            c.ctx_state = split_store(c.ctx_state)
+            c.state = split_store(c.state)
         Checkpoint.objects.bulk_create(checkpoints, batch_size=500)
     return run

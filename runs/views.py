@@ -17,7 +17,6 @@ from . import filters, inputs, live, registry
 from .diagram import workflow_svg
 from .forms import EditForkForm, RespondForm, StartRunForm
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
-from .store import expand_state
 
 INHERITED_DEPTH = 10
 
@@ -74,7 +73,7 @@ def _inherited(run: Run) -> list[dict[str, Any]]:
             {
                 "run": parent,
                 "fork_point": fork_point,
-                "checkpoints": [live.checkpoint_message(c) for c in rows.defer("input_event", "ctx_state")],
+                "checkpoints": [live.checkpoint_message(c) for c in rows.defer("input_event", "state")],
             }
         )
         fork_point = parent.parent_checkpoint
@@ -89,7 +88,7 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     checkpoints = [
         live.checkpoint_message(c)
-        for c in Checkpoint.objects.filter(run=run).order_by("seq").defer("input_event", "output_event", "ctx_state")
+        for c in Checkpoint.objects.filter(run=run).order_by("seq").defer("input_event", "output_event", "state")
     ]
     try:
         graph = workflow_svg(registry.get_workflow(run.workflow))
@@ -189,13 +188,16 @@ def run_compare(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     for i in range(max(len(parent_rows), len(child_rows))):
         left = parent_rows[i] if i < len(parent_rows) else None
         right = child_rows[i] if i < len(child_rows) else None
+        left_store, right_store = _store(left), _store(right)
         pairs.append(
             {
                 "left": left,
                 "right": right,
+                "left_store": left_store,
+                "right_store": right_store,
                 "step_differs": (left and left.last_completed_step) != (right and right.last_completed_step),
                 "output_differs": (left and left.output_event) != (right and right.output_event),
-                "store_differs": (left and left.ctx_state.get("store")) != (right and right.ctx_state.get("store")),
+                "store_differs": left_store != right_store,
             }
         )
     context = {"run": run, "fork_point": fork_point, "parent": fork_point.run, "pairs": pairs}
@@ -227,9 +229,9 @@ def checkpoints_explorer(request: HttpRequest) -> HttpResponse:
 def checkpoint_detail(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
     c = _get_checkpoint_for_user(request, checkpoint_id)
     try:
-        state = expand_state(c.ctx_state)
+        state = c.context_state()
     except Exception as exc:  # a damaged row is still shown, with what is wrong
-        state = {"error": str(exc), "stored": c.ctx_state}
+        state = {"error": str(exc), "stored": c.state}
     context = {"c": c, "m": live.checkpoint_message(c), "state": state}
     template = "runs/_checkpoint_detail.html" if request.htmx else "runs/checkpoint.html"  # type: ignore[attr-defined]
     return render(request, template, context)
@@ -276,11 +278,20 @@ def checkpoint_edit_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> Http
         data = c.output_event.get("data", {}) if isinstance(c.output_event, dict) else {}
         form = EditForkForm(initial={"output_event": _pretty(data), "store": ""})
     try:
-        store = expand_state(c.ctx_state).get("store", {})
+        store = c.context_state().get("store", {})
     except Exception:
         store = {}
     context = {"c": c, "form": form, "schema": schema, "store": store}
     return render(request, "runs/edit_fork.html", context, status=400 if form.errors else 200)
+
+
+def _store(c: Checkpoint | None) -> Any:
+    if c is None:
+        return None
+    try:
+        return c.context_state()["store"]
+    except Exception:  # a damaged row still compares, as unreadable
+        return {"error": "unreadable"}
 
 
 def _pretty(value: Any) -> str:

@@ -69,7 +69,8 @@ def finished() -> Run:
         output_event_type="Tick",
         input_event={"type": "ChainStart", "data": {"steps": 1, "sleep": 0.0, "payload": ""}},
         output_event={"type": "Tick", "data": {"n": 1}},
-        ctx_state=state,
+        state=state,
+        snapshot_seq=1,
     )
     Checkpoint.objects.create(
         run=run,
@@ -80,7 +81,8 @@ def finished() -> Run:
         output_event_type="StopEvent",
         input_event={"type": "Tick", "data": {"n": 1}},
         output_event={"type": "StopEvent", "data": {"result": {"ticks": 1}}},
-        ctx_state=state,
+        state=state,
+        snapshot_seq=2,
     )
     run.refresh_from_db()
     return run

@@ -185,7 +185,7 @@ async def test_it_refuses_to_run_from_a_tampered_snapshot(tamper: Any) -> None:
     ckptr, wf, checkpoint = await _checkpoint_after_pack()
     state = copy.deepcopy(checkpoint.ctx_state)
     tamper(state)
-    tampered = checkpoint.model_copy(update={"ctx_state": state})
+    tampered = checkpoint.model_copy(update={"state_record": state, "snapshot_seq": checkpoint.seq})
     with pytest.raises(SerializationError):
         ckptr.run_from(tampered)
     with pytest.raises(SerializationError):

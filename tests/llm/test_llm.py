@@ -100,7 +100,7 @@ async def test_it_runs_jokeflow_through_a_worker_and_the_database(fake: FakeOpen
     assert run.completion_tokens > 0
     # The key is never stored anywhere in the run.
     stored = json.dumps([run.start_event, run.result, run.error]) + "".join(
-        json.dumps([c.input_event, c.output_event, c.ctx_state, c.usage]) for c in rows
+        json.dumps([c.input_event, c.output_event, c.state, c.usage]) for c in rows
     )
     assert SECRET not in stored
 

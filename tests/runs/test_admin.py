@@ -50,7 +50,8 @@ def make_checkpoint(run: Run, seq: int = 1, **fields: Any) -> Checkpoint:
         "output_event_type": "Tick",
         "input_event": START,
         "output_event": {"type": "Tick", "data": {"n": 1}},
-        "ctx_state": STATE,
+        "state": STATE,
+        "snapshot_seq": seq,
     }
     return Checkpoint.objects.create(**{**values, **fields})
 
@@ -194,8 +195,8 @@ def test_it_shows_a_checkpoint_store_with_its_blobs_resolved(admin_client: Clien
     digest = "b" * 64
     Blob.objects.create(hash=digest, data='"a long document"')
     state = {**STATE, "store": {**STATE["store"], "payload": {"b": digest}, "lost": {"b": "c" * 64}}}
-    ok = make_checkpoint(make_run(), ctx_state={**state, "store": {**STATE["store"], "payload": {"b": digest}}})
-    broken = make_checkpoint(make_run(), ctx_state=state)
+    ok = make_checkpoint(make_run(), state={**state, "store": {**STATE["store"], "payload": {"b": digest}}})
+    broken = make_checkpoint(make_run(), state=state)
 
     content = admin_client.get(url("checkpoint_change", ok.pk)).content.decode()
     assert "&quot;payload&quot;: &quot;a long document&quot;" in content

@@ -119,13 +119,21 @@ def test_it_refuses_an_unknown_checkpoint(manage) -> None:
     assert _counts() == (0, 0)
 
 
+def _replace_state(c: Checkpoint, state: dict) -> None:
+    """Make `c` a full record (a version 1 snapshot) holding `state`."""
+    c.state, c.snapshot_seq = state, c.seq
+
+
 @pytest.mark.parametrize(
     "tamper",
     [
         lambda c: setattr(c, "output_event", {"type": "subprocess.Popen", "data": {}}),
-        lambda c: setattr(c, "ctx_state", {**c.ctx_state, "queued": [{"step": "evil", "events": [c.input_event]}]}),
-        lambda c: setattr(c, "ctx_state", {"store": {}}),
-        lambda c: setattr(c, "ctx_state", {**c.ctx_state, "store": {"k": {"b": "0" * 64}}}),
+        lambda c: _replace_state(
+            c, {**c.context_state(), "store": {}, "queued": [{"step": "evil", "events": [c.input_event]}]}
+        ),
+        lambda c: setattr(c, "state", {"store": {}}),
+        lambda c: setattr(c, "state", {**c.state, "store": {"k": {"b": "0" * 64}}}),
+        lambda c: setattr(c, "state", {**c.state, "add": [[10**6, "q", "evil", c.input_event]]}),
     ],
 )
 def test_it_refuses_to_fork_a_tampered_checkpoint(finished_run, manage, tamper) -> None:

@@ -119,7 +119,8 @@ async def test_it_relays_live_checkpoints_and_drops_duplicates(cookie: bytes) ->
             output_event_type="Tick",
             input_event={"type": "Tick", "data": {"n": seq}},
             output_event={"type": "Tick", "data": {"n": seq}},
-            ctx_state={"version": 1, "store": {}},
+            state={"version": 1, "store": {}},
+            snapshot_seq=seq,
         )
     await layer.group_send(live.run_group(run.id), {"type": "checkpoint.created", "message": {**base, "seq": 5}})
     got = [await ws.receive_json_from(timeout=5) for _ in range(2)]

@@ -82,8 +82,8 @@ def test_it_exports_and_imports_a_run_with_its_checkpoints(tmp_path: Path, capsy
     _execute()
     call_command("exportrun", str(run.id))
     doc = json.loads(capsys.readouterr().out)
-    assert doc["format"] == "wfdash.run/1" and len(doc["checkpoints"]) == 4
-    assert doc["checkpoints"][0]["ctx_state"]["store"]["payload"] == "p" * 2000  # blobs inlined
+    assert doc["format"] == "wfdash.run/2" and len(doc["checkpoints"]) == 4
+    assert doc["checkpoints"][0]["state"]["store"]["payload"] == "p" * 2000  # blobs inlined
     path = tmp_path / "run.json"
     path.write_text(json.dumps(doc))
     Checkpoint.objects.filter(run=run).delete()
@@ -107,7 +107,7 @@ def test_it_exports_and_imports_a_run_with_its_checkpoints(tmp_path: Path, capsy
         (lambda d: d["run"].update(workflow="nope"), "unknown workflow 'nope'"),
         (lambda d: d["checkpoints"][1]["output_event"].update(type="os.system"), "unknown event type 'os.system'"),
         (lambda d: d["checkpoints"][1].update(seq=7), "without gaps"),
-        (lambda d: d["checkpoints"][0]["ctx_state"].update(queued=[{"step": "x", "event": {}}]), "invalid export"),
+        (lambda d: d["checkpoints"][0]["state"].update(queued=[{"step": "x", "event": {}}]), "invalid export"),
         (lambda d: d.update(format="other"), "not a wfdash run export"),
         (lambda d: None, "exists already"),
     ],

@@ -62,7 +62,8 @@ def finished_run() -> Run:
             output_event_type=out["type"],
             input_event=inp,
             output_event=out,
-            ctx_state=state,
+            state=state,
+            snapshot_seq=seq,
         )
     return run
 

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from .context import Context
 from .errors import SerializationError
 from .events import Event
 from .handler import WorkflowHandler
-from .serialization import EventRegistry, encode_event, validate_event
+from .serialization import EventRegistry, encode_event, encode_value, validate_event
+from .snapshots import is_full, materialise
 from .workflow import Workflow
 
 
 class Checkpoint(BaseModel):
-    """The state of a run right after one step completed, before its output was dispatched."""
+    """The state of a run right after one step completed, before its output was dispatched.
+
+    `state_record` is what the checkpoint stores (the changes its step made, or now and then
+    everything: see snapshots.py); `ctx_state` is the complete state, built on demand from
+    the full record at `snapshot_seq` and the records after it.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -29,10 +37,43 @@ class Checkpoint(BaseModel):
     last_completed_step: str
     input_event: Event
     output_event: Event | None
-    ctx_state: dict[str, Any]
+    state_record: dict[str, Any]
+    snapshot_seq: int
     created_at: datetime
     duration_ms: float
     usage: list[dict[str, Any]] = []
+    # How to reach the earlier records: the previous checkpoint (in memory), or a loader
+    # a store provides that returns the complete state.
+    _previous: Checkpoint | None = PrivateAttr(default=None)
+    _loader: Callable[[], dict[str, Any]] | None = PrivateAttr(default=None)
+
+    @property
+    def ctx_state(self) -> dict[str, Any]:
+        """The complete context state at this checkpoint (store, queued, in-flight and
+        unsent events, fan-in buffers, waiters), as `Context.restore` reads it."""
+        if is_full(self.state_record):
+            return materialise([self.state_record])
+        if self._loader is not None:
+            return self._loader()
+        records = [self.state_record]
+        previous = self._previous
+        while previous is not None:
+            records.append(previous.state_record)
+            if is_full(previous.state_record):
+                return materialise(reversed(records))
+            if previous._loader is not None:
+                state = previous._loader()
+                return materialise([state, *reversed(records[:-1])])
+            previous = previous._previous
+        raise SerializationError(f"checkpoint {self.id_}: the records it builds on are not available")
+
+    def follows(self, previous: Checkpoint | None) -> None:
+        """Link the run's previous checkpoint (whose record this one's builds on)."""
+        self._previous = previous
+
+    def load_state_with(self, loader: Callable[[], dict[str, Any]]) -> None:
+        """Let a store build the complete state (it reads the earlier records itself)."""
+        self._loader = loader
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready form, events as `{"type", "data"}`."""
@@ -54,14 +95,16 @@ class Checkpoint(BaseModel):
         """Rebuild from `to_record()` output; event types resolve through `registry` only."""
         try:
             out = record["output_event"]
+            seq = int(record["seq"])
             return cls.model_construct(
                 id_=str(record["id"]),
                 run_id=str(record["run_id"]),
-                seq=int(record["seq"]),
+                seq=seq,
                 last_completed_step=str(record["last_completed_step"]),
                 input_event=registry.decode(record["input_event"]),
                 output_event=registry.decode(out) if out is not None else None,
-                ctx_state=dict(record["ctx_state"]),
+                state_record=dict(record["ctx_state"]),
+                snapshot_seq=seq,
                 created_at=_parse_time(record["created_at"]),
                 duration_ms=float(record["duration_ms"]),
                 usage=list(record.get("usage") or []),
@@ -136,7 +179,10 @@ class InMemoryCheckpointStore:
         self.by_run.setdefault(run.run_id, [])
 
     async def put_checkpoint(self, checkpoint: Checkpoint, workflow: Workflow) -> None:
-        self.by_run.setdefault(checkpoint.run_id, []).append(checkpoint)
+        run = self.by_run.setdefault(checkpoint.run_id, [])
+        if not is_full(checkpoint.state_record):
+            checkpoint.follows(run[-1] if run else None)
+        run.append(checkpoint)
         self.by_id[checkpoint.id_] = checkpoint
 
     async def run_finished(self, run_id: str, result: Any, error: BaseException | None) -> None:
@@ -183,7 +229,9 @@ class WorkflowCheckpointer:
     ) -> None:
         self.workflow = workflow
         self.store: CheckpointStore = store if store is not None else InMemoryCheckpointStore()
-        self.checkpoints: dict[str, list[Checkpoint]] = {}
+        # Ids of the runs this checkpointer started, in order: nothing per checkpoint is
+        # kept here (the store has them), so memory stays flat over a long run.
+        self._run_ids: dict[str, None] = {}
         self.parents: dict[str, str] = {}
         self._disabled: set[str] = set()
         for name in disabled_steps:
@@ -276,8 +324,6 @@ class WorkflowCheckpointer:
             edits["output_event"] = encode_event(event)
         state = dict(checkpoint.ctx_state)
         if store:
-            from .serialization import encode_value
-
             state["store"] = {**state.get("store", {}), **{k: encode_value(k, v) for k, v in store.items()}}
             edits["store"] = {k: encode_value(k, v) for k, v in store.items()}
         dispatch: list[tuple[str | None, Event]] = [(None, event)] if event is not None else []
@@ -294,8 +340,9 @@ class WorkflowCheckpointer:
         store = self.store
         workflow = self.workflow
         disabled = self._disabled
-        run_checkpoints = self.checkpoints.setdefault(info.run_id, [])
+        self._run_ids[info.run_id] = None
         next_seq = first_seq
+        snapshot_seq = first_seq
 
         async def on_start(ctx: Context) -> None:
             await store.run_started(info)
@@ -309,9 +356,11 @@ class WorkflowCheckpointer:
             usage: list[dict[str, Any]],
             state: dict[str, Any],
         ) -> None:
-            nonlocal next_seq
-            # seq is taken before the first await, like the snapshot, so both
-            # describe the moment this step completed.
+            nonlocal next_seq, snapshot_seq
+            # seq is taken before the first await, like the state record, so both
+            # describe the moment this step completed (and records stay in seq order).
+            if is_full(state):
+                snapshot_seq = next_seq
             checkpoint = Checkpoint.model_construct(
                 id_=str(uuid.uuid4()),
                 run_id=ctx.run_id,
@@ -319,13 +368,13 @@ class WorkflowCheckpointer:
                 last_completed_step=name,
                 input_event=ev,
                 output_event=out,
-                ctx_state=state,
+                state_record=state,
+                snapshot_seq=snapshot_seq,
                 created_at=datetime.now(UTC),
                 duration_ms=seconds * 1000.0,
                 usage=usage,
             )
             next_seq += 1
-            run_checkpoints.append(checkpoint)
             await store.put_checkpoint(checkpoint, workflow)
 
         async def on_finish(ctx: Context, result: Any, error: BaseException | None) -> None:
@@ -343,6 +392,22 @@ class WorkflowCheckpointer:
 
     # -- reading -------------------------------------------------------------
 
+    @property
+    def checkpoints(self) -> dict[str, list[Checkpoint]]:
+        """This checkpointer's runs and their checkpoints in seq order."""
+        return {run_id: self._stored(run_id) for run_id in self._run_ids}
+
+    def _stored(self, run_id: str, **criteria: str | None) -> list[Checkpoint]:
+        store = self.store
+        if isinstance(store, InMemoryCheckpointStore):
+            return [c for c in store.by_run.get(run_id, []) if _matches(c, **criteria)]
+        # Other stores are async and this API is sync (the seed's), often called inside a
+        # running loop (a notebook): ask the store from a thread with its own loop.
+        query = store.list_checkpoints(self.workflow, run_id=run_id, **criteria)
+        with ThreadPoolExecutor(1) as pool:
+            found = pool.submit(asyncio.run, query).result()  # type: ignore[arg-type]
+        return sorted(found, key=lambda c: c.seq)
+
     def filter_checkpoints(
         self,
         run_id: str | None = None,
@@ -357,12 +422,12 @@ class WorkflowCheckpointer:
                 "input_event_type, output_event_type"
             )
         criteria = {
-            "run_id": run_id,
             "last_completed_step": last_completed_step,
             "input_event_type": _type_name(input_event_type),
             "output_event_type": _type_name(output_event_type),
         }
-        return [c for run in self.checkpoints.values() for c in run if _matches(c, **criteria)]
+        runs = [run_id] if run_id is not None else list(self._run_ids)
+        return [c for rid in runs if rid in self._run_ids for c in self._stored(rid, **criteria)]
 
 
 def _is_terminal(event: Event) -> bool:

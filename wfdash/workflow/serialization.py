@@ -16,7 +16,7 @@ from .errors import SerializationError, WorkflowValidationError
 from .events import Event
 
 EVENT_TAG = "__event__"
-_IMMUTABLE = (str, int, float, bool, type(None))
+IMMUTABLE = (str, int, float, bool, type(None))
 
 
 class EventRegistry:
@@ -85,7 +85,7 @@ def encode_event(ev: Event) -> dict[str, Any]:
 
 def encode_value(key: str, value: Any) -> Any:
     """A JSON-ready deep copy of a store value; events are tagged with their type."""
-    if isinstance(value, _IMMUTABLE):
+    if isinstance(value, IMMUTABLE):
         return value
     if isinstance(value, Event):
         # Not the cached form: a step may have changed an event it keeps in the store.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -25,7 +24,7 @@ from .usage import begin_step
 
 # Called once a step completed and before its output is dispatched:
 # (ctx, step name, input event, output event or None, duration in seconds, usage records,
-# the context snapshot taken as the step completed).
+# the context's state record taken as the step completed: see snapshots.py).
 StepHook = Callable[[Context, str, Event, Event | None, float, list[dict[str, Any]], dict[str, Any]], Awaitable[None]]
 # Called when a run ends, before awaiting the handler returns: (ctx, result, error).
 FinishHook = Callable[[Context, Any, BaseException | None], Awaitable[None]]
@@ -144,6 +143,8 @@ class Workflow:
         ctx = Context(self, run_id)
         requeue = ctx.restore(snapshot) if snapshot is not None else []
         runner = _Runner(self, ctx, on_step, on_finish)
+        if on_step is not None:
+            ctx.start_journal()
         if checkpointed is not None:
             runner.checkpointed = checkpointed
         task = asyncio.get_running_loop().create_task(runner.main(requeue, dispatch, on_start))
@@ -221,24 +222,24 @@ class _Runner:
             return
         if not isinstance(ev, Event):
             raise WorkflowRuntimeError(f"send_event needs an Event, got {type(ev).__name__}")
-        for waiter in self.ctx._waiters:
-            if waiter.matches(ev):
-                waiter.future.set_result(ev)
-                return
+        waiter = self.ctx.waiter_for(ev)
+        if waiter is not None:
+            waiter.future.set_result(ev)
+            return
         if isinstance(ev, StopEvent):
             self.ctx._stream.put_nowait(ev)
             self.outcome.set_result(ev.result)
             return
         steps = self.workflow.accepting_steps(type(ev))
         if isinstance(ev, HumanResponseEvent):
-            self.ctx._awaiting_input = False
+            self.ctx.set_awaiting_input(False)
         if target is not None:
             if target not in steps:
                 raise WorkflowRuntimeError(f"step {target!r} does not exist or does not accept {type(ev).__name__}")
             steps = (target,)
         if not steps:
             if isinstance(ev, InputRequiredEvent):
-                self.ctx._awaiting_input = True
+                self.ctx.set_awaiting_input(True)
                 self.ctx._stream.put_nowait(ev)
                 return
             raise WorkflowRuntimeError(f"no step accepts {type(ev).__name__}")
@@ -249,15 +250,12 @@ class _Runner:
         if not self.draining and self.active[name] < self.workflow._steps[name].num_workers:
             self._start(name, ev)
         else:
-            queue = self.ctx._queued.get(name)
-            if queue is None:
-                queue = self.ctx._queued[name] = deque()
-            queue.append(ev)
+            self.ctx.queue(name, ev)
 
-    def _start(self, name: str, ev: Event) -> None:
+    def _start(self, name: str, ev: Event | None = None) -> None:
+        """Run `ev` in step `name`, or the oldest event queued for it."""
         self.active[name] += 1
-        token = next(self.ctx._tokens)
-        self.ctx._in_flight[token] = (name, ev)
+        token, ev = self.ctx.begin(name, ev)
         task = asyncio.get_running_loop().create_task(self._execute(name, ev, token))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -265,6 +263,7 @@ class _Runner:
     # -- execution -----------------------------------------------------------
 
     async def _execute(self, name: str, ev: Event, token: int) -> None:
+        self.ctx.run_step_as(token)
         cfg = self.workflow._steps[name]
         method = getattr(self.workflow, name)
         kwargs: dict[str, Any] = {cfg.event_param: ev}
@@ -293,18 +292,18 @@ class _Runner:
                 WorkflowRuntimeError(f"step '{name}' returned {type(output).__name__}, not an Event or None", step=name)
             )
             return
-        del self.ctx._in_flight[token]
+        self.ctx.end(token)
         self.active[name] -= 1
         if self.on_step is not None and self.checkpointed(name):
             try:
-                state = self.ctx.snapshot()
+                state = self.ctx.checkpoint_record()
             except Exception as exc:
                 self._fail(WorkflowRuntimeError(f"step '{name}': {exc}", step=name), exc)
                 return
             # Until its checkpoint is written, the output belongs in every other
-            # snapshot taken meanwhile, or a restore from one of those would lose it.
+            # state recorded meanwhile, or a restore from one of those would lose it.
             if output is not None:
-                self.ctx._unsent[token] = output
+                self.ctx.hold_output(token, output)
             self.checkpointing += 1
             try:
                 await self.on_step(self.ctx, name, ev, output, time.perf_counter() - started, usage, state)
@@ -313,31 +312,27 @@ class _Runner:
                 return
             finally:
                 self.checkpointing -= 1
-                self.ctx._unsent.pop(token, None)
+                self.ctx.release_output(token)
         if output is not None:
             try:
                 self.dispatch(output)
             except WorkflowRuntimeError as exc:
                 self._fail(WorkflowRuntimeError(f"step '{name}': {exc}", step=name))
                 return
-        queue = self.ctx._queued.get(name)
-        if queue is not None:
-            while queue and not self.draining and self.active[name] < cfg.num_workers:
-                self._start(name, queue.popleft())
-            if not queue:
-                del self.ctx._queued[name]
+        while self.ctx.has_queued(name) and not self.draining and self.active[name] < cfg.num_workers:
+            self._start(name)
         self._check_stalled()
 
     def _check_stalled(self) -> None:
-        if self.outcome.done() or self.ctx._in_flight or self.checkpointing:
+        if self.outcome.done() or self.ctx.has_in_flight or self.checkpointing:
             return
         if self.draining:
             # Every step that was running has checkpointed; what is queued is in the snapshot.
             self._fail(WorkflowSuspendedError("run suspended at a checkpoint"))
             return
-        if self.ctx._queued:
+        if self.ctx.has_queued():
             return
-        if self.ctx._awaiting_input:
+        if self.ctx.is_waiting_for_input:
             if self.on_idle is not None:
                 self.on_idle()
             return
