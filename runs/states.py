@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from wfdash.workflow.errors import SerializationError
 from wfdash.workflow.snapshots import materialise
@@ -20,8 +20,6 @@ from .models import Blob
 
 if TYPE_CHECKING:
     from .models import Checkpoint
-
-T = TypeVar("T")
 
 
 def expand_records(records: Iterable[Any]) -> list[dict[str, Any]]:
@@ -63,9 +61,9 @@ def records(checkpoint: Checkpoint) -> list[dict[str, Any]]:
     if not 0 < checkpoint.snapshot_seq < checkpoint.seq:
         raise SerializationError(f"checkpoint {checkpoint.id}: snapshot_seq {checkpoint.snapshot_seq} is out of range")
     rows = list(
-        Checkpoint.objects.filter(
-            run_id=checkpoint.run_id, seq__gte=checkpoint.snapshot_seq, seq__lt=checkpoint.seq
-        ).order_by("seq").values_list("seq", "state")
+        Checkpoint.objects.filter(run_id=checkpoint.run_id, seq__gte=checkpoint.snapshot_seq, seq__lt=checkpoint.seq)
+        .order_by("seq")
+        .values_list("seq", "state")
     )
     if [seq for seq, _ in rows] != list(range(checkpoint.snapshot_seq, checkpoint.seq)):
         raise SerializationError(f"checkpoint {checkpoint.id}: the records it builds on are missing")
@@ -77,7 +75,7 @@ def context_state(checkpoint: Checkpoint) -> dict[str, Any]:
     return materialise(expand_records(records(checkpoint)))
 
 
-def outside_event_loop(fn: Callable[[], T]) -> T:
+def outside_event_loop[T](fn: Callable[[], T]) -> T:
     """Call a function that queries the database, from a thread when this one runs an
     event loop (a notebook): Django refuses synchronous queries there."""
     try:

@@ -94,6 +94,7 @@ async def test_it_keeps_checkpoint_size_flat_in_run_length() -> None:
     handler = WorkflowCheckpointer(ChainFlow(), store=DatabaseCheckpointStore()).run(steps=1000)
     await handler
     rows = await sync_to_async(_rows)(handler.run_id)
+
     def size(r: Checkpoint) -> int:
         return len(json.dumps(r.state)) + len(json.dumps(r.input_event))
 

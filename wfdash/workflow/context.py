@@ -360,7 +360,8 @@ class Context:
         store = self.store.changes()
         changes = len(self._added) + len(self._moved) + len(self._removed) + len(store)
         self._changes_since_full += changes
-        if self._full_due or self._changes_since_full > FULL_RECORD_RATIO * (self._entries + len(self.store)) + FULL_RECORD_SLACK:
+        limit = FULL_RECORD_RATIO * (self._entries + len(self.store)) + FULL_RECORD_SLACK
+        if self._full_due or self._changes_since_full > limit:
             return self._full_record()
         record: dict[str, Any] = {"version": RECORD_VERSION}
         if store:
@@ -385,7 +386,9 @@ class Context:
         return record
 
     def _full_record(self) -> dict[str, Any]:
-        entries: list[list[Any]] = [[eid, IN_FLIGHT, step, encode_event(ev)] for eid, (step, ev) in self._in_flight.items()]
+        entries: list[list[Any]] = [
+            [eid, IN_FLIGHT, step, encode_event(ev)] for eid, (step, ev) in self._in_flight.items()
+        ]
         for step, queue in self._queued.items():
             entries.extend([eid, QUEUED, step, encode_event(ev)] for eid, ev in queue)
         entries.extend([eid, UNSENT, None, encode_event(ev)] for eid, ev in self._unsent.values())
@@ -464,4 +467,3 @@ class Context:
         except (KeyError, TypeError) as exc:
             raise SerializationError(f"corrupt context snapshot: {exc!r}") from None
         return pending
-

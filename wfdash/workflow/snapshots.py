@@ -131,7 +131,6 @@ class State:
             "awaiting_input": self.awaiting_input,
         }
 
-
     def _add_collectors(self, record: Mapping[str, Any]) -> None:
         collectors = record.get("collectors", {})
         if not isinstance(collectors, Mapping):
