@@ -277,9 +277,9 @@ class Worker:
             plan.send.append(answer)
             Run.objects.filter(pk=run_id).update(pending_input=None)
         if latest is not None:
-            plan.resume_from = to_engine(latest, workflow)
+            plan.resume_from = to_engine(latest, workflow, validate=False)
         elif run.parent_checkpoint_id is not None:
-            plan.fork_from = load_checkpoint(str(run.parent_checkpoint_id), workflow)
+            plan.fork_from = load_checkpoint(str(run.parent_checkpoint_id), workflow, validate=False)
             edits = run.fork_edits or {}
             if edits.get("output_event") is not None:
                 plan.output_event = workflow.event_registry.decode(edits["output_event"])

@@ -161,6 +161,7 @@ WFDASH_WORKFLOWS: dict[str, str] = {
     "flaky": "runs.examples.flaky.FlakyFlow",
     "flaky_forever": "runs.examples.flaky.AlwaysFailingFlow",
     "chain": "runs.examples.chain.ChainFlow",
+    "map": "runs.examples.mapreduce.MapFlow",
 }
 # Production: set DEBUG=0, SECRET_KEY, ALLOWED_HOSTS; behind a TLS proxy also
 # SECURE_PROXY_SSL_HEADER=1 (trusts X-Forwarded-Proto) and CSRF_TRUSTED_ORIGINS.

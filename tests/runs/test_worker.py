@@ -177,3 +177,24 @@ async def test_renewing_leases_reports_only_runs_another_worker_took_over() -> N
     assert await sync_to_async(renew_leases)("me", ids, 600) == {str(taken.id)}
     kept = await _refresh(kept)
     assert kept.lease_expires_at is not None and (kept.lease_expires_at - kept.created_at).total_seconds() > 500
+
+
+async def test_it_forks_a_durable_run_from_mid_fan_out_with_a_store_edit() -> None:
+    parent = await sync_to_async(start_run)("map", {"items": 400})
+    await _drain()
+    parent = await _refresh(parent)
+    assert parent.status == RunStatus.SUCCEEDED, parent.error
+    # A checkpoint whose state is a delta, with work queued and results waiting to be reduced.
+    middle = await Checkpoint.objects.filter(run=parent, seq=401).aget()
+    assert middle.snapshot_seq < middle.seq
+    state = await sync_to_async(middle.context_state)()
+    assert state["queued"] and state["collect"]
+
+    child = await sync_to_async(fork_run)(middle.id, store={"label": "after the fix"})
+    await _drain()
+    child = await _refresh(child)
+    assert child.status == RunStatus.SUCCEEDED, child.error
+    assert child.result == {"items": 400, "index_sum": sum(range(400)), "distinct": 400, "label": "after the fix"}
+    # The child ran only what was pending at the fork point: the parent's 801 steps less 401.
+    seqs = [s async for s in Checkpoint.objects.filter(run=child).order_by("seq").values_list("seq", flat=True)]
+    assert seqs == list(range(1, 801 - 401 + 1))

@@ -77,3 +77,26 @@ def test_it_drains_on_sigterm_and_another_worker_finishes_the_run(spawn) -> None
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED and run.result == {"ticks": 30}
     assert _seqs(run) == list(range(1, 32))
+
+
+def test_it_resumes_a_2000_wide_fan_out_after_sigkill_processing_each_item_once(spawn) -> None:
+    items = 2000
+    run = start_run("map", {"items": items, "sleep": 0.002})
+    victim = spawn("wfworker", "--worker-id", "victim", env=FAST_LEASE)
+    work = Checkpoint.objects.filter(run=run, last_completed_step="work")
+    wait_until(lambda: work.count() >= 600, timeout=120)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    killed_at = work.count()
+    assert killed_at < items  # killed mid-fan-out
+
+    spawn("wfworker", "--worker-id", "rescuer", env=FAST_LEASE)
+    wait_until(lambda: Run.objects.get(pk=run.pk).is_terminal, timeout=180)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.result == {"items": items, "index_sum": sum(range(items)), "distinct": items, "label": ""}
+    assert run.worker_id == "rescuer" and run.attempts == 2
+    # spread, one `work` and one `reduce` per item: contiguous, nothing twice.
+    assert _seqs(run) == list(range(1, 2 * items + 2))
+    processed = Counter(e["data"]["index"] for e in work.values_list("input_event", flat=True))
+    assert processed == Counter(range(items))  # each item's work checkpointed exactly once

@@ -18,7 +18,7 @@ from .events import Event
 from .handler import WorkflowHandler
 from .serialization import EventRegistry, encode_event, encode_value, validate_event
 from .snapshots import is_full, materialise
-from .workflow import Workflow
+from .workflow import Restored, Workflow
 
 
 class Checkpoint(BaseModel):
@@ -276,39 +276,36 @@ class WorkflowCheckpointer:
         validated against the checkpoint's output event type); `store` overrides
         store values. Both edits are recorded on the new run.
         """
-        state, dispatch, edits = self._prepare_fork(checkpoint, output_event, store)
-        info = RunInfo(
-            run_id or str(uuid.uuid4()),
-            self.workflow,
-            None,
-            parent_checkpoint_id=checkpoint.id_,
-            edits=edits,
-        )
+        run_id = run_id or str(uuid.uuid4())
+        restored, dispatch, edits = self._prepare_fork(checkpoint, run_id, output_event, store)
+        info = RunInfo(run_id, self.workflow, None, parent_checkpoint_id=checkpoint.id_, edits=edits)
         self.parents[info.run_id] = checkpoint.id_
-        return self._launch(info, dispatch=dispatch, snapshot=state)
+        return self._launch(info, dispatch=dispatch, restored=restored)
 
     def resume(self, checkpoint: Checkpoint, send: list[Event] | None = None) -> WorkflowHandler:
         """Continue `checkpoint`'s own run (after a crash): same run id, seq continues.
 
         `send` events (a human answer) are dispatched after the checkpoint's output.
         """
-        state, dispatch, _ = self._prepare_fork(checkpoint, None, None)
+        restored, dispatch, _ = self._prepare_fork(checkpoint, checkpoint.run_id, None, None)
         dispatch.extend((None, ev) for ev in send or ())
         info = RunInfo(checkpoint.run_id, self.workflow, None, resumed=True)
-        return self._launch(info, dispatch=dispatch, snapshot=state, first_seq=checkpoint.seq + 1)
+        return self._launch(info, dispatch=dispatch, restored=restored, first_seq=checkpoint.seq + 1)
 
     def _prepare_fork(
         self,
         checkpoint: Checkpoint,
+        run_id: str,
         output_event: Event | Mapping[str, Any] | None,
         store: Mapping[str, Any] | None,
-    ) -> tuple[dict[str, Any], list[tuple[str | None, Event]], dict[str, Any]]:
+    ) -> tuple[Restored, list[tuple[str | None, Event]], dict[str, Any]]:
+        """The new run's context, restored (which validates the state and the edits before
+        anything is written), what to dispatch, and the edits to record."""
         registry = self.workflow.event_registry
         if checkpoint.last_completed_step not in self.workflow.steps:
             raise SerializationError(
                 f"checkpoint's step {checkpoint.last_completed_step!r} is not a step of {type(self.workflow).__name__}"
             )
-        validate_snapshot(self.workflow, checkpoint.ctx_state)
         edits: dict[str, Any] = {}
         event = checkpoint.output_event
         if output_event is not None:
@@ -322,19 +319,21 @@ class WorkflowCheckpointer:
             if not self.workflow.accepting_steps(type(event)) and not _is_terminal(event):
                 raise SerializationError(f"no step of {type(self.workflow).__name__} accepts {type(event).__name__}")
             edits["output_event"] = encode_event(event)
-        state = dict(checkpoint.ctx_state)
+        state = dict(checkpoint.ctx_state)  # built once: it may take a range of records
         if store:
             state["store"] = {**state.get("store", {}), **{k: encode_value(k, v) for k, v in store.items()}}
             edits["store"] = {k: encode_value(k, v) for k, v in store.items()}
+        ctx = Context(self.workflow, run_id)
+        restored = Restored(ctx, ctx.restore(state))
         dispatch: list[tuple[str | None, Event]] = [(None, event)] if event is not None else []
-        return state, dispatch, edits
+        return restored, dispatch, edits
 
     def _launch(
         self,
         info: RunInfo,
         *,
         dispatch: list[tuple[str | None, Event]],
-        snapshot: dict[str, Any] | None = None,
+        restored: Restored | None = None,
         first_seq: int = 1,
     ) -> WorkflowHandler:
         store = self.store
@@ -383,7 +382,7 @@ class WorkflowCheckpointer:
         return workflow._launch(
             run_id=info.run_id,
             dispatch=dispatch,
-            snapshot=snapshot,
+            restored=restored,
             on_step=on_step,
             on_finish=on_finish,
             on_start=on_start,

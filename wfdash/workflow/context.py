@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import SerializationError, WorkflowRuntimeError
 from .events import Event
 from .serialization import IMMUTABLE, decode_value, encode_event, encode_value
-from .snapshots import COLLECT, IN_FLIGHT, QUEUED, RECORD_VERSION, STATE_VERSION, UNSENT
+from .snapshots import COLLECT, IN_FLIGHT, QUEUED, RECORD_VERSION, STATE_VERSION, UNSENT, run_length
 
 if TYPE_CHECKING:
     from .workflow import Workflow, _Runner
@@ -370,7 +370,7 @@ class Context:
             record["add"] = [[eid, kind, where, encode_event(ev)] for eid, (kind, where, ev) in self._added.items()]
             self._added = {}
         if self._new_collectors:
-            record["collectors"] = {str(c.cid): list(c.names) for c in self._new_collectors}
+            record["collectors"] = {str(c.cid): run_length(c.names) for c in self._new_collectors}
             self._new_collectors = []
         if self._removed:
             record["del"] = self._removed
@@ -392,10 +392,10 @@ class Context:
         for step, queue in self._queued.items():
             entries.extend([eid, QUEUED, step, encode_event(ev)] for eid, ev in queue)
         entries.extend([eid, UNSENT, None, encode_event(ev)] for eid, ev in self._unsent.values())
-        collectors: dict[str, list[str]] = {}
+        collectors: dict[str, list[list[Any]]] = {}
         for collector in self._collectors:
             if collector.buffer:
-                collectors[str(collector.cid)] = list(collector.names)
+                collectors[str(collector.cid)] = run_length(collector.names)
                 entries.extend([eid, COLLECT, collector.cid, encode_event(ev)] for eid, ev in collector.buffer)
         self._added, self._moved, self._removed, self._new_collectors = {}, {}, [], []
         self._entries = len(entries)

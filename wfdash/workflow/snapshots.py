@@ -9,13 +9,14 @@ plus the deltas after that, applied in seq order.
 Every pending event is an *entry* with a run-unique id: `[id, kind, where, event]`, kind
 `q` (queued for step `where`), `f` (in flight in step `where`), `u` (output of a step still
 checkpointing; `where` is None) or `c` (in the buffer of fan-in collector `where`, an id
-whose list of expected type names is recorded once, under "collectors").
+whose expected type names are recorded once, under "collectors", run-length encoded:
+`[["Mapped", 3000]]` for `[Mapped] * 3000`).
 
     full:  {"version": 2, "full": true, "store": {key: value}, "entries": [entry, ...],
-            "collectors": {id: [name, ...]}, "waiters": [...], "awaiting_input": bool}
+            "collectors": {id: [[name, count], ...]}, "waiters": [...], "awaiting_input": bool}
     delta: {"version": 2, "store"?: {key: value}, "add"?: [entry, ...], "del"?: [id, ...],
-            "move"?: [[id, kind, where], ...], "collectors"?: {id: [name, ...]} (new ones),
-            "waiters"?: [...], "awaiting_input"?: bool}
+            "move"?: [[id, kind, where], ...], "collectors"?: {id: [[name, count], ...]} (new
+            ones), "waiters"?: [...], "awaiting_input"?: bool}
 
 Records of version 1 (written before deltas existed) are full states in `ctx_state` form.
 """
@@ -28,6 +29,8 @@ from typing import Any
 from .errors import SerializationError
 
 RECORD_VERSION = 2
+# A fan-in may expect this many events at most (a forged record cannot ask for more memory).
+MAX_EXPECTED = 10_000_000
 # The form of `ctx_state`: the complete state, as `Context.restore` reads it.
 STATE_VERSION = 1
 
@@ -105,7 +108,8 @@ class State:
         if self.legacy is not None:
             return dict(self.legacy)
         queued: dict[str, list[Any]] = {}
-        collect: dict[tuple[str, ...], list[Any]] = {}
+        # By collector id: hashing a collector's (long) tuple of names per entry is slow.
+        collect: dict[Any, list[Any]] = {}
         in_flight: list[dict[str, Any]] = []
         unsent: list[Any] = []
         for _, (kind, where, event) in sorted(self.entries.items()):
@@ -116,17 +120,20 @@ class State:
             elif kind == UNSENT:
                 unsent.append(event)
             else:
-                names = self.collectors.get(str(where))
-                if names is None:
-                    raise SerializationError(f"entry {where!r} names an unknown collector")
-                collect.setdefault(names, []).append(event)
+                collect.setdefault(where, []).append(event)
+        collected: list[dict[str, Any]] = []
+        for cid, events in collect.items():
+            names = self.collectors.get(str(cid))
+            if names is None:
+                raise SerializationError(f"an entry names unknown collector {cid!r}")
+            collected.append({"expected": list(names), "events": events})
         return {
             "version": STATE_VERSION,
             "store": dict(self.store),
             "queued": [{"step": step, "events": events} for step, events in queued.items()],
             "in_flight": in_flight,
             "unsent": unsent,
-            "collect": [{"expected": list(key), "events": events} for key, events in collect.items()],
+            "collect": collected,
             "waiters": list(self.waiters),
             "awaiting_input": self.awaiting_input,
         }
@@ -135,10 +142,27 @@ class State:
         collectors = record.get("collectors", {})
         if not isinstance(collectors, Mapping):
             raise SerializationError("a state record's 'collectors' must be an object")
-        for cid, names in collectors.items():
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise SerializationError(f"collector {cid!r} needs a list of event type names")
+        for cid, runs in collectors.items():
+            names: list[str] = []
+            for run in runs if isinstance(runs, list) else [None]:
+                if not (isinstance(run, list) and len(run) == 2 and isinstance(run[0], str)):
+                    raise SerializationError(f"collector {cid!r} needs [[event type name, count], ...]")
+                count = run[1]
+                if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_EXPECTED:
+                    raise SerializationError(f"collector {cid!r} has a bad count {count!r}")
+                names.extend([run[0]] * count)
             self.collectors[str(cid)] = tuple(names)
+
+
+def run_length(names: Iterable[str]) -> list[list[Any]]:
+    """`["A", "A", "B"]` as `[["A", 2], ["B", 1]]`."""
+    runs: list[list[Any]] = []
+    for name in names:
+        if runs and runs[-1][0] == name:
+            runs[-1][1] += 1
+        else:
+            runs.append([name, 1])
+    return runs
 
 
 def materialise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

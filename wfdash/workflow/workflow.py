@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .context import STREAM_END, Context
 from .decorators import StepConfig
@@ -28,6 +28,13 @@ from .usage import begin_step
 StepHook = Callable[[Context, str, Event, Event | None, float, list[dict[str, Any]], dict[str, Any]], Awaitable[None]]
 # Called when a run ends, before awaiting the handler returns: (ctx, result, error).
 FinishHook = Callable[[Context, Any, BaseException | None], Awaitable[None]]
+
+
+class Restored(NamedTuple):
+    """A context restored from a complete state, and the (step, event) pairs to re-queue."""
+
+    ctx: Context
+    requeue: list[tuple[str, Event]]
 
 
 class Workflow:
@@ -130,18 +137,20 @@ class Workflow:
         *,
         run_id: str,
         dispatch: list[tuple[str | None, Event]],
-        snapshot: dict[str, Any] | None = None,
+        restored: Restored | None = None,
         on_step: StepHook | None = None,
         on_finish: FinishHook | None = None,
         on_start: Callable[[Context], Awaitable[None]] | None = None,
         checkpointed: Callable[[str], bool] | None = None,
     ) -> WorkflowHandler:
-        """Start a run, optionally restored from a snapshot; `dispatch` pairs are (target step, event).
+        """Start a run, optionally in a restored context; `dispatch` pairs are (target step, event).
 
         `on_step` is called for the steps `checkpointed` accepts (all by default).
         """
-        ctx = Context(self, run_id)
-        requeue = ctx.restore(snapshot) if snapshot is not None else []
+        if restored is not None:
+            ctx, requeue = restored
+        else:
+            ctx, requeue = Context(self, run_id), []
         runner = _Runner(self, ctx, on_step, on_finish)
         if on_step is not None:
             ctx.start_journal()
