@@ -7,15 +7,11 @@ import contextlib
 import logging
 import signal
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.db import InterfaceError, OperationalError
 
 from wfdash.workflow import Event, HumanResponseEvent, WorkflowHandler, WorkflowSuspendedError
 from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
@@ -23,67 +19,12 @@ from wfdash.workflow.checkpointer import RunInfo, WorkflowCheckpointer
 from wfdash.workflow.errors import SerializationError
 
 from . import live, registry
-from .models import Checkpoint, Run, RunStatus
+from .models import Checkpoint, Run
 from .store import DatabaseCheckpointStore, default_owner, drop_connection, load_checkpoint, to_engine
 
 log = logging.getLogger("runs.worker")
 
 MAX_ATTEMPTS = 5
-
-
-def claim_runs(worker_id: str, limit: int, lease_seconds: int) -> list[Run]:
-    """Atomically take up to `limit` claimable runs for this worker."""
-    now = timezone.now()
-    lease = now + timedelta(seconds=lease_seconds)
-    changes: dict[str, Any] = {
-        "status": RunStatus.RUNNING,
-        "worker_id": worker_id,
-        "lease_expires_at": lease,
-        "attempts": F("attempts") + 1,
-        "started_at": Coalesce(F("started_at"), now),
-        "updated_at": now,
-    }
-    with transaction.atomic():
-        candidates = Run.objects.claimable(now).order_by("created_at")
-        if connection.vendor == "postgresql":
-            candidates = candidates.select_for_update(skip_locked=True)
-        # SQLite: the IMMEDIATE transaction took the write lock before this read,
-        # so no other process can claim these rows in between.
-        ids = list(candidates.values_list("id", flat=True)[:limit])
-        if not ids:
-            return []
-        Run.objects.filter(id__in=ids).update(**changes)
-        return list(Run.objects.filter(id__in=ids, worker_id=worker_id))
-
-
-def renew_leases(worker_id: str, run_ids: list[str], lease_seconds: int) -> set[str]:
-    """Extend the leases this worker still holds; return the ids another worker took over.
-
-    A run this worker just released (finished, waiting, drained) has an empty worker id
-    and is not lost: its handler is merely still winding down.
-    """
-    lease = timezone.now() + timedelta(seconds=lease_seconds)
-    Run.objects.filter(id__in=run_ids, worker_id=worker_id, status=RunStatus.RUNNING).update(lease_expires_at=lease)
-    taken = Run.objects.filter(id__in=run_ids).exclude(worker_id__in=("", worker_id))
-    return {str(i) for i in taken.values_list("id", flat=True)}
-
-
-def cancel_requested(worker_id: str) -> set[str]:
-    rows = Run.objects.filter(worker_id=worker_id, status=RunStatus.RUNNING, cancel_requested=True)
-    return {str(i) for i in rows.values_list("id", flat=True)}
-
-
-def release(run_id: str, worker_id: str, status: str) -> None:
-    Run.objects.filter(pk=run_id, worker_id=worker_id, status=RunStatus.RUNNING).update(
-        status=status, worker_id="", lease_expires_at=None, updated_at=timezone.now()
-    )
-
-
-def mark_failed(run_id: str, worker_id: str, message: str) -> None:
-    now = timezone.now()
-    Run.objects.filter(pk=run_id, worker_id=worker_id).update(
-        status=RunStatus.FAILED, error=message, finished_at=now, updated_at=now, lease_expires_at=None
-    )
 
 
 def latest_checkpoint(run_id: str) -> Checkpoint | None:
@@ -174,7 +115,7 @@ class Worker:
     def _claim_and_plan(self, limit: int) -> list[tuple[Run, _LaunchPlan | Exception | None]]:
         """Claim runs and read what each needs, in one trip to the database thread."""
         planned: list[tuple[Run, _LaunchPlan | Exception | None]] = []
-        for run in claim_runs(self.worker_id, limit, self.lease_seconds):
+        for run in Run.objects.claim(self.worker_id, limit, self.lease_seconds):
             try:
                 planned.append((run, self._plan(run)))
             except Exception as exc:  # handled per run by _execute
@@ -189,7 +130,7 @@ class Worker:
             if not self.handlers:
                 continue
             try:
-                for run_id in await sync_to_async(cancel_requested)(self.worker_id):
+                for run_id in await sync_to_async(Run.objects.cancelling)(self.worker_id):
                     handler = self.handlers.get(run_id)
                     if handler is not None:
                         await handler.cancel_run()
@@ -197,7 +138,7 @@ class Worker:
                 if now - last_renewal >= self.lease_seconds / 3:
                     last_renewal = now
                     ids = list(self.handlers)
-                    lost = await sync_to_async(renew_leases)(self.worker_id, ids, self.lease_seconds)
+                    lost = await sync_to_async(Run.objects.renew)(self.worker_id, ids, self.lease_seconds)
                     for run_id in lost:
                         # Another worker took it over (this one was stalled past its lease).
                         log.warning("lost the lease on run %s; stopping it here", run_id)
@@ -232,11 +173,11 @@ class Worker:
             log.warning("run %s: database error while starting (%s); releasing it", run_id, exc)
             await sync_to_async(drop_connection)()
             with contextlib.suppress(Exception):
-                await sync_to_async(release)(run_id, self.worker_id, RunStatus.QUEUED)
+                await sync_to_async(Run.objects.release)(run_id, self.worker_id)
             return
         except Exception as exc:
             log.warning("run %s cannot start: %s", run_id, exc)
-            await sync_to_async(mark_failed)(run_id, self.worker_id, f"cannot start: {exc}")
+            await sync_to_async(Run.objects.fail)(run_id, self.worker_id, f"cannot start: {exc}")
             if self.store.announce:
                 await live.aannounce_runs([run_id])
             return
@@ -250,12 +191,12 @@ class Worker:
         try:
             await handler
         except WorkflowSuspendedError:
-            status = RunStatus.WAITING if handler.ctx.is_waiting_for_input else RunStatus.QUEUED
-            await sync_to_async(release)(run_id, self.worker_id, status)
+            let_go = Run.objects.wait_for_input if handler.ctx.is_waiting_for_input else Run.objects.release
+            await sync_to_async(let_go)(run_id, self.worker_id)
             if self.store.announce:
                 await live.aannounce_runs([run_id])
         except asyncio.CancelledError:
-            await sync_to_async(release)(run_id, self.worker_id, RunStatus.QUEUED)
+            await sync_to_async(Run.objects.release)(run_id, self.worker_id)
             raise
         except Exception as exc:  # the store recorded the failure
             log.info("run %s ended: %s", run_id, exc)
@@ -264,18 +205,19 @@ class Worker:
         """Read what the run needs from the database; None if the run was failed instead."""
         run_id = str(run.id)
         if run.attempts > MAX_ATTEMPTS:
-            mark_failed(run_id, self.worker_id, f"gave up after {MAX_ATTEMPTS} attempts: its worker died each time")
+            why = f"gave up after {MAX_ATTEMPTS} attempts: its worker died each time"
+            Run.objects.fail(run_id, self.worker_id, why)
             return None
         workflow = registry.get_workflow(run.workflow)
         plan = _LaunchPlan(WorkflowCheckpointer(workflow, store=self.store), run_id)
         # A run's first attempt has no checkpoint to resume from: skip the query.
         latest = latest_checkpoint(run_id) if run.checkpoint_count or run.attempts > 1 else None
         if run.pending_input is not None:
+            # Delivered now; cleared by the first checkpoint's commit (Run.progress_sql).
             answer = workflow.event_registry.decode(run.pending_input)
             if not isinstance(answer, HumanResponseEvent):
                 raise SerializationError("pending input is not a HumanResponseEvent")
             plan.send.append(answer)
-            Run.objects.filter(pk=run_id).update(pending_input=None)
         if latest is not None:
             plan.resume_from = to_engine(latest, workflow, validate=False)
         elif run.parent_checkpoint_id is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wfdash.workflow import Event, HumanResponseEvent, InputRequiredEvent, StopEvent, Workflow
+from wfdash.workflow import HumanResponseEvent, InputRequiredEvent, StopEvent, Workflow
+from wfdash.workflow.checkpointer import Checkpoint, validate_snapshot
 from wfdash.workflow.errors import SerializationError
 from wfdash.workflow.serialization import encode_event, encode_value, validate_event
 
@@ -20,6 +21,11 @@ class InputError(ValueError):
     """Bad user input; the message is shown as is."""
 
 
+# Deeper JSON than this is refused: nothing legitimate nests so deep, and Python's
+# recursive encoders and validators fail on 100,000 levels.
+MAX_DEPTH = 64
+
+
 def parse_json_object(raw: str | bytes | None, what: str) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}
@@ -27,24 +33,32 @@ def parse_json_object(raw: str | bytes | None, what: str) -> dict[str, Any]:
         value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{what} is nested too deeply (at most {MAX_DEPTH} levels)") from None
     if not isinstance(value, dict):
         raise InputError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
 
 
 def reject_nul(value: Any, what: str) -> None:
-    """PostgreSQL cannot store NUL characters in text or JSON; refuse them up front, on every database."""
-    stack = [value]
+    """Refuse what no database stores faithfully, on every database: NUL characters
+    (PostgreSQL), lone surrogates (not UTF-8: every page showing them would fail) and
+    nesting deeper than MAX_DEPTH."""
+    stack = [(value, 0)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
                 raise InputError(f"{what} must not contain NUL (\\u0000) characters")
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise InputError(f"{what} must not contain lone surrogates (such as \\ud800)") from None
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                raise InputError(f"{what} is nested too deeply (at most {MAX_DEPTH} levels)")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
 
 
 def workflow_named(name: str) -> Workflow:
@@ -64,8 +78,12 @@ def start_event(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:
         raise InputError(str(exc)) from None
 
 
-def fork_edits(workflow: Workflow, output_event: Event | None, edit: Any, store: Any) -> dict[str, Any]:
-    """Validated edits for a fork: `edit` is the new output event's fields, or {"type", "data"}."""
+def fork_edits(workflow: Workflow, checkpoint: Checkpoint, edit: Any, store: Any) -> dict[str, Any]:
+    """Validated edits for a fork of `checkpoint`: `edit` is the new output event's fields, or
+    {"type", "data"}; `store` values to override. The edited state is restored as the fork
+    will restore it (store values decoded through the workflow's registry) before anything
+    is written."""
+    output_event = checkpoint.output_event
     edits: dict[str, Any] = {}
     reject_nul(edit, "the output event")
     reject_nul(store, "the store edits")
@@ -74,7 +92,7 @@ def fork_edits(workflow: Workflow, output_event: Event | None, edit: Any, store:
             raise InputError("the output event must be a JSON object")
         reg = workflow.event_registry
         if set(edit) == {"type", "data"}:
-            if edit["type"] not in reg:
+            if not isinstance(edit["type"], str) or edit["type"] not in reg:
                 raise InputError(f"unknown event type {edit['type']!r} for this workflow")
             cls = reg.get(edit["type"])
             data = edit["data"]
@@ -95,8 +113,10 @@ def fork_edits(workflow: Workflow, output_event: Event | None, edit: Any, store:
             raise InputError("store edits must be a JSON object")
         try:
             edits["store"] = {str(k): encode_value(str(k), v) for k, v in store.items()}
+            state = checkpoint.ctx_state
+            validate_snapshot(workflow, {**state, "store": {**state["store"], **edits["store"]}})
         except SerializationError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(f"store edits: {exc}") from None
     return edits
 
 

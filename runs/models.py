@@ -7,8 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
+from django.db import connection, models, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from wfdash.workflow.errors import SerializationError
@@ -33,6 +34,8 @@ TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED
 
 
 class RunQuerySet(models.QuerySet["Run"]):
+    """Reads, and the transitions a worker makes by run id (see Run's state diagram)."""
+
     def claimable(self, now: Any = None) -> RunQuerySet:
         """Queued runs, and running ones whose worker's lease expired (it died)."""
         now = now or timezone.now()
@@ -41,8 +44,117 @@ class RunQuerySet(models.QuerySet["Run"]):
     def unfinished(self) -> RunQuerySet:
         return self.exclude(status__in=TERMINAL)
 
+    def owned_by(self, worker_id: str) -> RunQuerySet:
+        """Running under `worker_id`'s lease: the guard of every transition a worker makes."""
+        return self.filter(worker_id=worker_id, status=RunStatus.RUNNING)
+
+    def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Run]:
+        """claim / resume after a lost lease: take up to `limit` claimable runs, atomically.
+
+        PostgreSQL skips rows other workers are claiming; on SQLite the IMMEDIATE
+        transaction took the write lock before this read, so nobody claims in between.
+        """
+        now = timezone.now()
+        with transaction.atomic():
+            candidates = self.claimable(now).order_by("created_at")
+            if connection.vendor == "postgresql":
+                candidates = candidates.select_for_update(skip_locked=True)
+            ids = list(candidates.values_list("id", flat=True)[:limit])
+            if not ids:
+                return []
+            self.filter(id__in=ids).update(
+                status=RunStatus.RUNNING,
+                worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                attempts=F("attempts") + 1,
+                started_at=Coalesce(F("started_at"), now),
+                updated_at=now,
+            )
+            return list(self.filter(id__in=ids, worker_id=worker_id))
+
+    def renew(self, worker_id: str, run_ids: list[str], lease_seconds: float) -> set[str]:
+        """renew: extend the leases `worker_id` still holds; return the ids another worker took.
+
+        A run the worker just released (finished, waiting, drained) has no owner and is
+        not lost: its handler is merely winding down.
+        """
+        lease = timezone.now() + timedelta(seconds=lease_seconds)
+        self.filter(id__in=run_ids).owned_by(worker_id).update(lease_expires_at=lease)
+        taken = self.filter(id__in=run_ids).exclude(worker_id__in=("", worker_id))
+        return {str(i) for i in taken.values_list("id", flat=True)}
+
+    def cancelling(self, worker_id: str) -> set[str]:
+        """Ids of `worker_id`'s runs a user asked to cancel."""
+        return {str(i) for i in self.owned_by(worker_id).filter(cancel_requested=True).values_list("id", flat=True)}
+
+    def release(self, run_id: str, worker_id: str) -> bool:
+        """release: running -> queued, for any worker to resume (drained, or a hiccup)."""
+        return self._let_go(run_id, worker_id, RunStatus.QUEUED)
+
+    def wait_for_input(self, run_id: str, worker_id: str) -> bool:
+        """wait for input: running -> waiting, the lease given up until a human answers."""
+        return self._let_go(run_id, worker_id, RunStatus.WAITING)
+
+    def _let_go(self, run_id: str, worker_id: str, status: RunStatus) -> bool:
+        changed = (
+            self.filter(pk=run_id)
+            .owned_by(worker_id)
+            .update(status=status, worker_id="", lease_expires_at=None, updated_at=timezone.now())
+        )
+        return bool(changed)
+
+    def fail(self, run_id: str, worker_id: str, message: str) -> bool:
+        """fail (before any step could run): running -> failed, with why."""
+        now = timezone.now()
+        changed = (
+            self.filter(pk=run_id)
+            .owned_by(worker_id)
+            .update(status=RunStatus.FAILED, error=message, finished_at=now, updated_at=now, lease_expires_at=None)
+        )
+        return bool(changed)
+
+    def start_here(self, run_id: str, owner: str, **fields: Any) -> None:
+        """A run executed in this process without a worker (a notebook): create it running
+        under `owner`, or take it back when resuming."""
+        now = timezone.now()
+        if self.filter(pk=run_id).update(status=RunStatus.RUNNING, worker_id=owner, updated_at=now):
+            return
+        self.create(
+            id=run_id,
+            status=RunStatus.RUNNING,
+            worker_id=owner,
+            created_at=now,
+            started_at=now,
+            updated_at=now,
+            attempts=1,
+            **fields,
+        )
+
 
 class Run(models.Model):
+    """One execution of a workflow. Its lifecycle lives here and nowhere else:
+
+                  claim                      finish (a StopEvent)
+        queued -----------> running ------------------------------> succeeded
+          ^  ^              |  |  |  fail (a step failed for good)
+          |  |   release    |  |  +-------------------------------> failed
+          |  +--------------+  |  (drained, or a hiccup)
+          |                    |  wait for input                    cancelled
+          |  answer            v                                       ^
+          +--------------- waiting                                     |
+                                                                       |
+        request_cancel: queued or waiting -> cancelled at once; running -> the worker
+        stops at its next housekeeping tick and finishes the run as cancelled.
+        renew: the owner extends its lease. resume after a lost lease: a running run
+        whose lease expired is claimable again (its worker died).
+
+    Every transition is one guarded method here or on the queryset (`Run.objects`):
+    a worker's are guarded by `owned_by(worker_id)`, a user's by the status they
+    start from. The pending human answer is cleared only by the statement that
+    commits the first checkpoint after its delivery (`progress_sql`), so a worker
+    killed in between loses nothing.
+    """
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     workflow = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
@@ -104,27 +216,74 @@ class Run(models.Model):
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
-    def request_cancel(self) -> bool:
-        """Cancel a queued or waiting run at once; ask the worker to stop a running one.
-
-        Returns False when the run had already finished.
-        """
+    def request_cancel(self, user: Any = None) -> bool:
+        """request_cancel: a queued or waiting run is cancelled at once; a running one's
+        worker is asked to stop. False when the run had already finished."""
         now = timezone.now()
-        stopped = Run.objects.filter(pk=self.pk, status__in=[RunStatus.QUEUED, RunStatus.WAITING]).update(
-            status=RunStatus.CANCELLED,
-            finished_at=now,
-            updated_at=now,
-            cancel_requested=True,
-            worker_id="",
-            lease_expires_at=None,
-        )
-        if not stopped:
-            stopped = Run.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(
-                cancel_requested=True, updated_at=now
+        with transaction.atomic():
+            stopped = Run.objects.filter(pk=self.pk, status__in=[RunStatus.QUEUED, RunStatus.WAITING]).update(
+                status=RunStatus.CANCELLED,
+                finished_at=now,
+                updated_at=now,
+                cancel_requested=True,
+                worker_id="",
+                lease_expires_at=None,
+                pending_input=None,
             )
+            if not stopped:
+                stopped = Run.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(
+                    cancel_requested=True, updated_at=now
+                )
+            if stopped:
+                Activity.record(self, Activity.Action.CANCELLED, user)
         self.refresh_from_db()
         _announce(self)
         return bool(stopped)
+
+    def answer(self, event: dict[str, Any], user: Any = None) -> bool:
+        """answer: waiting -> queued with the (validated, encoded) human answer, which the
+        next worker delivers. False when the run is not waiting."""
+        with transaction.atomic():
+            changed = Run.objects.filter(pk=self.pk, status=RunStatus.WAITING).update(
+                pending_input=event, status=RunStatus.QUEUED, updated_at=timezone.now()
+            )
+            if changed:
+                Activity.record(self, Activity.Action.ANSWERED, user, {"answer": event.get("data")})
+        self.refresh_from_db()
+        _announce(self)
+        return bool(changed)
+
+    @staticmethod
+    def status_on_import(status: str) -> RunStatus:
+        """An imported run keeps a final status; an unfinished one is queued, to resume from
+        its latest checkpoint on whichever worker claims it."""
+        return RunStatus(status) if status in TERMINAL else RunStatus.QUEUED
+
+    # -- the statements a worker's group commit runs (many runs in one transaction) ----
+
+    @staticmethod
+    def progress_sql(quote: Any) -> str:
+        """checkpointed: a checkpoint of a run this worker owns commits. Adds the step's
+        counters and consumes the pending answer (it is in the checkpoint's state now).
+        Parameters: updated_at, checkpoints, llm calls, prompt tokens, completion tokens,
+        run id, worker id, 'running'. Matches no row when the lease was lost."""
+        names = ("checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens")
+        counters = ", ".join(f"{quote(c)} = {quote(c)} + %s" for c in names)
+        return (
+            f"UPDATE {quote(Run._meta.db_table)} SET {quote('updated_at')} = %s, {counters},"
+            f" {quote('pending_input')} = NULL"
+            f" WHERE {quote('id')} = %s AND {quote('worker_id')} = %s AND {quote('status')} = %s"
+        )
+
+    @staticmethod
+    def finish_sql(quote: Any, columns: list[str]) -> str:
+        """finish / fail / cancelled: the owner's last word on a run (`columns` = %s each),
+        unless a user cancelled it meanwhile. Then: run id, worker id, 'cancelled'."""
+        assigned = ", ".join(f"{quote(c)} = %s" for c in columns)
+        return (
+            f"UPDATE {quote(Run._meta.db_table)} SET {assigned}"
+            f" WHERE {quote('id')} = %s AND {quote('worker_id')} = %s AND {quote('status')} <> %s"
+        )
 
 
 class Blob(models.Model):
@@ -193,7 +352,9 @@ def start_run(workflow_name: str, fields: dict[str, Any], user: Any = None) -> R
 
     workflow = inputs.workflow_named(workflow_name)
     event = inputs.start_event(workflow, fields)
-    run = Run.objects.create(workflow=workflow_name, start_event=event, created_by=user if _is_user(user) else None)
+    with transaction.atomic():
+        run = Run.objects.create(workflow=workflow_name, start_event=event, created_by=user if _is_user(user) else None)
+        Activity.record(run, Activity.Action.STARTED, user)
     _announce(run)
     return run
 
@@ -212,29 +373,26 @@ def fork_run(checkpoint_id: Any, output_event: Any = None, store: Any = None, us
         decoded = to_engine(row, workflow)  # refuses tampered rows before anything is created
     except SerializationError as exc:
         raise inputs.InputError(f"checkpoint {row.id} cannot be restored: {exc}") from None
-    edits = inputs.fork_edits(workflow, decoded.output_event, output_event, store)
-    run = Run.objects.create(
-        workflow=row.workflow,
-        start_event=row.run.start_event,
-        parent_checkpoint=row,
-        fork_edits=edits,
-        created_by=user if _is_user(user) else None,
-    )
+    edits = inputs.fork_edits(workflow, decoded, output_event, store)
+    with transaction.atomic():
+        run = Run.objects.create(
+            workflow=row.workflow,
+            start_event=row.run.start_event,
+            parent_checkpoint=row,
+            fork_edits=edits,
+            created_by=user if _is_user(user) else None,
+        )
+        Activity.record(run, Activity.Action.FORKED, user, {"checkpoint": str(row.id), "seq": row.seq, **edits})
     _announce(run)
     return run
 
 
-def respond(run: Run, fields: dict[str, Any]) -> bool:
+def respond(run: Run, fields: dict[str, Any], user: Any = None) -> bool:
     """Deliver a human answer to a waiting run; False if it is not waiting."""
     from . import inputs
 
     event = inputs.human_response(inputs.workflow_named(run.workflow), fields)
-    changed = Run.objects.filter(pk=run.pk, status=RunStatus.WAITING).update(
-        pending_input=event, status=RunStatus.QUEUED, updated_at=timezone.now()
-    )
-    run.refresh_from_db()
-    _announce(run)
-    return bool(changed)
+    return run.answer(event, user)
 
 
 def _announce(run: Run) -> None:
@@ -245,6 +403,41 @@ def _announce(run: Run) -> None:
 
 def _is_user(user: Any) -> bool:
     return user is not None and getattr(user, "is_authenticated", False)
+
+
+class Activity(models.Model):
+    """Who did what to a run, and when: started, forked, cancelled, answered."""
+
+    class Action(models.TextChoices):
+        STARTED = "started"
+        FORKED = "forked"
+        CANCELLED = "cancelled"
+        ANSWERED = "answered"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="activities")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="run_activities"
+    )
+    # Kept when the user is deleted, so the record still says who it was.
+    username = models.CharField(max_length=150, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name_plural = "activities"
+        indexes = [models.Index(fields=["run", "-at"], name="activity_run_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.username or 'someone'} {self.action} {self.run_id}"
+
+    @classmethod
+    def record(cls, run: Run, action: str, user: Any = None, detail: dict[str, Any] | None = None) -> Activity:
+        who = user if _is_user(user) else None
+        return cls.objects.create(
+            run=run, action=action, user=who, username=who.get_username() if who else "", detail=detail or {}
+        )
 
 
 class ApiToken(models.Model):

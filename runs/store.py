@@ -31,7 +31,6 @@ from django.db import (
     models,
     transaction,
 )
-from django.db.models import F
 from django.utils import timezone
 
 from wfdash.workflow import Workflow, WorkflowCancelledError, WorkflowSuspendedError
@@ -193,27 +192,16 @@ class _CheckpointWrite:
         return Checkpoint(**self.values)
 
     def __call__(self, retrying: bool) -> None:
-        row = self.row
+        run_id = self.values["run_id"]
         # After a lost connection the first attempt may have committed after all.
-        if retrying and Checkpoint.objects.filter(pk=row.id).exists():
+        if retrying and Checkpoint.objects.filter(pk=self.values["id"]).exists():
             return
-        if self.blobs:
-            Blob.objects.bulk_create([Blob(hash=h, data=d) for h, d in self.blobs.items()], ignore_conflicts=True)
-        # Only the owner of the run may extend it: a worker that lost its
-        # lease must not write beside the one that took over.
-        owned = Run.objects.filter(pk=row.run_id, worker_id=self.owner, status=RunStatus.RUNNING)
-        if not owned.update(
-            updated_at=row.created_at,
-            checkpoint_count=F("checkpoint_count") + 1,
-            llm_calls=F("llm_calls") + self.llm_calls,
-            prompt_tokens=F("prompt_tokens") + self.prompt_tokens,
-            completion_tokens=F("completion_tokens") + self.completion_tokens,
-        ):
-            raise LeaseLost(f"run {row.run_id} is no longer owned by {self.owner}")
         try:
-            row.save(force_insert=True)
+            _write_checkpoints([self])
+        except LeaseLost:
+            raise LeaseLost(f"run {run_id} is no longer owned by {self.owner}") from None
         except IntegrityError as exc:
-            raise LeaseLost(f"run {row.run_id} already has checkpoint seq {row.seq}") from exc
+            raise LeaseLost(f"run {run_id} already has checkpoint seq {self.values['seq']}") from exc
 
 
 def _write_checkpoints(writes: list[_CheckpointWrite]) -> None:
@@ -255,13 +243,8 @@ class _RunFinish:
         self.run_id, self.owner, self.fields = run_id, owner, fields
 
     def statement(self, conn: Any) -> tuple[str, list[Any]]:
-        qn = conn.ops.quote_name
         columns = _run_columns()
-        assigned = ", ".join(f"{qn(columns[name].column)} = %s" for name in self.fields)
-        sql = (
-            f"UPDATE {qn(Run._meta.db_table)} SET {assigned}"
-            f" WHERE {qn('id')} = %s AND {qn('worker_id')} = %s AND {qn('status')} <> %s"
-        )
+        sql = Run.finish_sql(conn.ops.quote_name, [str(columns[name].column) for name in self.fields])
         params = [_prepared(columns[name], value, conn) for name, value in self.fields.items()]
         return sql, [*params, _uuid(self.run_id, conn), self.owner, RunStatus.CANCELLED.value]
 
@@ -303,13 +286,7 @@ class _Statements:
         self.checkpoint_params: list[tuple[str, Callable[[Any, Any], Any]]] = [
             (f.attname, _adapter(f)) for f in self.checkpoint_fields
         ]
-        counters = ", ".join(
-            f"{qn(c)} = {qn(c)} + %s" for c in ("checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens")
-        )
-        self.update_run = (
-            f"UPDATE {qn(Run._meta.db_table)} SET {qn('updated_at')} = %s, {counters}"
-            f" WHERE {qn('id')} = %s AND {qn('worker_id')} = %s AND {qn('status')} = %s"
-        )
+        self.update_run = Run.progress_sql(qn)
 
 
 def _adapter(field: Any) -> Callable[[Any, Any], Any]:
@@ -397,23 +374,13 @@ class DatabaseCheckpointStore:
         owner = self.owner
 
         def op(retrying: bool) -> None:
-            now = timezone.now()
-            if Run.objects.filter(pk=run.run_id).exists():
-                # Resuming a run this process owns again.
-                Run.objects.filter(pk=run.run_id).update(status=RunStatus.RUNNING, worker_id=owner, updated_at=now)
-                return
-            Run.objects.create(
-                id=run.run_id,
+            Run.objects.start_here(
+                run.run_id,
+                owner,
                 workflow=name,
-                status=RunStatus.RUNNING,
                 start_event=start,
                 parent_checkpoint_id=run.parent_checkpoint_id,
                 fork_edits=run.edits,
-                created_at=now,
-                started_at=now,
-                updated_at=now,
-                worker_id=owner,
-                attempts=1,
             )
 
         await self._batcher.submit(op)

@@ -14,7 +14,7 @@ from wfdash.workflow.errors import SerializationError
 from wfdash.workflow.snapshots import State, is_full
 
 from . import inputs
-from .models import TERMINAL, Checkpoint, Run, RunStatus
+from .models import Checkpoint, Run, RunStatus
 from .states import expand_records
 from .store import split_store
 
@@ -129,8 +129,7 @@ def import_run(doc: Any) -> Run:
     run = Run(
         id=run_id,
         workflow=data["workflow"],
-        # An unfinished run resumes from its latest checkpoint on whichever worker claims it.
-        status=status if status in TERMINAL else RunStatus.QUEUED,
+        status=Run.status_on_import(status),
         start_event=data.get("start_event"),
         result=data.get("result"),
         error=str(data.get("error") or ""),

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from asgiref.sync import sync_to_async
 
-from runs.executor import Worker, claim_runs, release, renew_leases
+from runs.executor import Worker
 from runs.models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,29 +152,29 @@ async def test_it_fails_a_run_whose_workflow_is_no_longer_registered() -> None:
 async def test_it_claims_each_run_for_one_worker_only() -> None:
     for _ in range(10):
         await sync_to_async(start_run)("chain", {"steps": 1})
-    first = await sync_to_async(claim_runs)("worker-a", 6, 30)
-    second = await sync_to_async(claim_runs)("worker-b", 6, 30)
+    first = await sync_to_async(Run.objects.claim)("worker-a", 6, 30)
+    second = await sync_to_async(Run.objects.claim)("worker-b", 6, 30)
     assert len(first) == 6 and len(second) == 4
     assert not {r.id for r in first} & {r.id for r in second}
-    assert await sync_to_async(claim_runs)("worker-c", 6, 30) == []
+    assert await sync_to_async(Run.objects.claim)("worker-c", 6, 30) == []
 
 
 async def test_it_reclaims_a_run_whose_lease_expired() -> None:
     run = await sync_to_async(start_run)("chain", {"steps": 1})
-    [claimed] = await sync_to_async(claim_runs)("dead-worker", 1, 30)
-    assert await sync_to_async(claim_runs)("other", 1, 30) == []
+    [claimed] = await sync_to_async(Run.objects.claim)("dead-worker", 1, 30)
+    assert await sync_to_async(Run.objects.claim)("other", 1, 30) == []
     await Run.objects.filter(pk=run.pk).aupdate(lease_expires_at=claimed.created_at)
-    [again] = await sync_to_async(claim_runs)("other", 1, 30)
+    [again] = await sync_to_async(Run.objects.claim)("other", 1, 30)
     assert again.id == run.id and again.attempts == 2 and again.worker_id == "other"
 
 
 async def test_renewing_leases_reports_only_runs_another_worker_took_over() -> None:
     kept, released, taken = [await sync_to_async(start_run)("chain", {"steps": 1}) for _ in range(3)]
-    await sync_to_async(claim_runs)("me", 3, 30)
-    await sync_to_async(release)(str(released.id), "me", RunStatus.SUCCEEDED)
+    await sync_to_async(Run.objects.claim)("me", 3, 30)
+    await sync_to_async(Run.objects.wait_for_input)(str(released.id), "me")
     await Run.objects.filter(pk=taken.pk).aupdate(worker_id="other")
     ids = [str(r.id) for r in (kept, released, taken)]
-    assert await sync_to_async(renew_leases)("me", ids, 600) == {str(taken.id)}
+    assert await sync_to_async(Run.objects.renew)("me", ids, 600) == {str(taken.id)}
     kept = await _refresh(kept)
     assert kept.lease_expires_at is not None and (kept.lease_expires_at - kept.created_at).total_seconds() > 500
 

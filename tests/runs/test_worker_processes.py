@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 
-from runs.models import Checkpoint, Run, RunStatus, start_run
+from runs.models import Checkpoint, Run, RunStatus, respond, start_run
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -100,3 +102,42 @@ def test_it_resumes_a_2000_wide_fan_out_after_sigkill_processing_each_item_once(
     assert _seqs(run) == list(range(1, 2 * items + 2))
     processed = Counter(e["data"]["index"] for e in work.values_list("input_event", flat=True))
     assert processed == Counter(range(items))  # each item's work checkpointed exactly once
+
+
+SLOW_ANSWER = {"WFDASH_WORKFLOWS": "slow_answer=tests.workflows.SlowAnswerFlow"}
+
+
+@pytest.fixture
+def slow_answer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from runs import registry
+
+    monkeypatch.setenv("WFDASH_WORKFLOWS", SLOW_ANSWER["WFDASH_WORKFLOWS"])
+    registry.clear_cache()
+    yield
+    monkeypatch.delenv("WFDASH_WORKFLOWS")
+    registry.clear_cache()
+
+
+def test_it_keeps_a_human_answer_when_the_worker_dies_before_the_checkpoint_consuming_it(
+    spawn, slow_answer: None
+) -> None:
+    run = start_run("slow_answer", {})
+    victim = spawn("wfworker", "--worker-id", "victim", env={**FAST_LEASE, **SLOW_ANSWER})
+    wait_until(lambda: Run.objects.get(pk=run.pk).status == RunStatus.WAITING, timeout=30)
+    assert respond(run, {"response": "ship it"})
+    # Claimed and delivered: `decide` is running with the answer; no checkpoint yet.
+    wait_until(lambda: Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists(), timeout=30)
+    time.sleep(0.5)  # well inside `decide`'s two seconds
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    run.refresh_from_db()
+    assert _seqs(run) == [1]  # only `ask`
+    assert run.pending_input == {"type": "HumanResponseEvent", "data": {"response": "ship it"}}
+
+    spawn("wfworker", "--worker-id", "rescuer", env={**FAST_LEASE, **SLOW_ANSWER})
+    wait_until(lambda: Run.objects.get(pk=run.pk).is_terminal, timeout=60)
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.result == {"answer": "ship it"}
+    assert run.pending_input is None  # consumed by the checkpoint that used it
+    assert _seqs(run) == [1, 2]
