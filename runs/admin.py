@@ -30,7 +30,7 @@ from wfdash.workflow.errors import SerializationError
 
 from . import registry
 from .inputs import InputError
-from .models import TERMINAL, ApiToken, Blob, Checkpoint, Run, RunStatus, fork_run
+from .models import TERMINAL, Activity, ApiToken, Blob, Checkpoint, Run, RunStatus, fork_run
 from .states import expand_records
 
 # Longest JSON text shown on a page; past it the text is cut with a note.
@@ -184,8 +184,36 @@ class OutputEventTypeFilter(InputEventTypeFilter):
 RUN_JSON = ("start_event", "result", "fork_edits", "pending_input")
 
 
+class ActivityInline(admin.TabularInline):  # type: ignore[type-arg]
+    """Who started, forked, cancelled or answered the run, newest first."""
+
+    model = Activity
+    fields = ("at", "action", "username", "detail")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ("-at",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Activity)
+class ActivityAdmin(ReadOnlyAdmin):
+    list_display = ("at", "action", "username", "run")
+    list_filter = ("action",)
+    search_fields = ("username",)
+    list_select_related = ("run",)
+    date_hierarchy = None
+
+
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
+    inlines = (ActivityInline,)
     list_display = (
         "id",
         "workflow",
@@ -298,7 +326,7 @@ class RunAdmin(ReadOnlyAdmin):
         finished = queryset.filter(status__in=TERMINAL).count()
         cancelled = stopping = 0
         for run in queryset.exclude(status__in=TERMINAL).order_by().iterator():
-            if not run.request_cancel():
+            if not run.request_cancel(request.user):
                 finished += 1  # finished between the query and the cancel
             elif run.status == RunStatus.CANCELLED:
                 cancelled += 1
@@ -521,7 +549,7 @@ class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # the raw token must be shown once, which only createtoken does
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         count = queryset.update(revoked=True)
         self.message_user(request, f"{count} token(s) revoked.")

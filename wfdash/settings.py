@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -42,15 +44,41 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-DEV_SECRET_KEY = "wfdash-development-only-secret-key-change-me"
-SECRET_KEY = os.environ.get("SECRET_KEY") or DEV_SECRET_KEY
-DEBUG = env_bool("DEBUG", True)
+def generated_secret_key(path: Path) -> str:
+    """A random key made once and kept in `path` (mode 0600), for a machine that set none."""
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if len(key) >= 50:
+        return key
+    key = secrets.token_urlsafe(64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: two processes starting at once agree on the first key written.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'wfdash.sqlite3'}"
+# Kept beside the SQLite database (or the project) when SECRET_KEY is not set; machines
+# sharing one PostgreSQL must share SECRET_KEY (system check runs.W002 says so).
+SECRET_KEY_FILE = Path(os.environ.get("WFDASH_SECRET_KEY_FILE") or BASE_DIR / ".secret_key")
+if DATABASE_URL.startswith("sqlite:///") and not os.environ.get("WFDASH_SECRET_KEY_FILE"):
+    SECRET_KEY_FILE = Path(DATABASE_URL.removeprefix("sqlite:///")).parent / ".wfdash-secret-key"
+SECRET_KEY = os.environ.get("SECRET_KEY") or generated_secret_key(SECRET_KEY_FILE)
+SECRET_KEY_GENERATED = not os.environ.get("SECRET_KEY")
+# Off unless asked for: no tracebacks or URL lists for strangers.
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
 
 INSTALLED_APPS = [
     "daphne",
+    "axes",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -74,7 +102,40 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login throttling (django-axes): after WFDASH_LOGIN_FAILURES wrong passwords for one
+# username from one address, that pair is locked out for WFDASH_LOGIN_COOLOFF_MINUTES.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env_bool("WFDASH_LOGIN_THROTTLING", True)
+AXES_FAILURE_LIMIT = env_int("WFDASH_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("WFDASH_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+
+# Content-Security-Policy (Django's own): scripts, styles and everything else from this
+# origin only; no inline scripts. WebSockets back to this host.
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    # Style attributes (bar widths, positions) cannot run code; <style> elements still can't load.
+    "style-src-attr": ["'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
 
 ROOT_URLCONF = "wfdash.urls"
 ASGI_APPLICATION = "wfdash.asgi.application"
@@ -95,7 +156,6 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'wfdash.sqlite3'}"
 # No persistent connections by default: under ASGI each request's sync code runs in its
 # own thread, so a kept connection outlives its thread and leaks until garbage collection
 # (a schemathesis run exhausted PostgreSQL's 100 connections that way). A worker keeps its
@@ -169,8 +229,11 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    # Secure cookies by default wherever the app knows it is behind TLS; plain HTTP on
+    # loopback (the embedded default) would never send them back.
+    behind_tls = env_bool("SECURE_PROXY_SSL_HEADER", False) or env_bool("SECURE_SSL_REDIRECT", False)
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", behind_tls)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", behind_tls)
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, 0)
     SECURE_CONTENT_TYPE_NOSNIFF = True

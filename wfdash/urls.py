@@ -13,3 +13,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("runs.urls")),
 ]
+
+handler400 = "wfdash.errors.bad_request"
+handler403 = "wfdash.errors.permission_denied"
+handler404 = "wfdash.errors.not_found"
+handler500 = "wfdash.errors.server_error"

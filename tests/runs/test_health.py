@@ -35,9 +35,29 @@ def test_it_reports_an_unreachable_channel_layer_with_503(client: Client) -> Non
     assert response.json() == {"status": "error", "database": "ok", "channel_layer": "error"}
 
 
-def test_it_warns_about_the_in_memory_layer_without_debug() -> None:
-    with override_settings(DEBUG=False):
-        ids = [m.id for m in run_checks()]
-    assert "runs.W001" in ids
-    with override_settings(DEBUG=True):
+SHARED_DATABASE = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"}}
+EMBEDDED_DATABASE = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x"}}
+
+
+# The checks only read these settings; no connection is made with them.
+quiet_database_override = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+
+
+@quiet_database_override
+def test_it_warns_about_the_in_memory_layer_with_a_shared_database() -> None:
+    with override_settings(DATABASES=SHARED_DATABASE):
+        assert "runs.W001" in [m.id for m in run_checks()]
+
+
+@quiet_database_override
+def test_it_accepts_the_in_memory_layer_in_the_embedded_default() -> None:
+    with override_settings(DATABASES=EMBEDDED_DATABASE):
         assert "runs.W001" not in [m.id for m in run_checks()]
+
+
+@quiet_database_override
+def test_it_warns_that_machines_sharing_a_database_need_one_secret_key() -> None:
+    with override_settings(DATABASES=SHARED_DATABASE, SECRET_KEY_GENERATED=True):
+        assert "runs.W002" in [m.id for m in run_checks()]
+    with override_settings(DATABASES=SHARED_DATABASE, SECRET_KEY_GENERATED=False):
+        assert "runs.W002" not in [m.id for m in run_checks()]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import ipaddress
+import os
 import secrets
 import signal
 import subprocess
@@ -9,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.models import Run, start_run
 
@@ -31,6 +33,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="skip the demo runs")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        if not _loopback(opts["host"]) and not os.environ.get("ALLOWED_HOSTS"):
+            raise CommandError(
+                f"refusing to listen on {opts['host']}, reachable from other machines: set ALLOWED_HOSTS "
+                "to the host names this server answers to (and put it behind TLS), or use 127.0.0.1"
+            )
         call_command("migrate", interactive=False, verbosity=0)
         self._demo_user()
         if not opts["no_demo"] and not Run.objects.exists():
@@ -77,3 +84,12 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser("demo", "", password)
         self.stdout.write(self.style.WARNING(f"created user demo with password {password}  (shown only once)"))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
