@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.inputs import InputError
-from runs.transfer import import_run
+from runs.transfer import import_run, read_export
 
 
 class Command(BaseCommand):
@@ -19,13 +18,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
-            doc = json.loads(Path(opts["file"]).read_text())
+            raw = Path(opts["file"]).read_bytes()
         except OSError as exc:
             raise CommandError(f"cannot read {opts['file']}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{opts['file']} is not valid JSON: {exc}") from None
         try:
-            run = import_run(doc)
+            run = import_run(read_export(raw))
         except InputError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(f"{opts['file']}: {exc}") from None
         self.stdout.write(str(run.id))
