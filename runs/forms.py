@@ -9,6 +9,8 @@ from django import forms
 
 from wfdash.workflow import StartEvent, Workflow
 
+from .inputs import InputError, reject_nul
+
 MAX_JSON = 256 * 1024
 
 
@@ -26,13 +28,25 @@ class JSONObjectField(forms.CharField):
         text = super().clean(value)
         if not text or not text.strip():
             return None
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"not valid JSON: {exc}") from None
+        parsed = _parse_json(text)
         if not isinstance(parsed, dict):
             raise forms.ValidationError("must be a JSON object")
         return parsed
+
+
+def _parse_json(text: str) -> Any:
+    """JSON a user typed, refused with a form error when unreadable or unstorable."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise forms.ValidationError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise forms.ValidationError("nested too deeply") from None
+    try:
+        reject_nul(value, "the value")
+    except InputError as exc:
+        raise forms.ValidationError(str(exc)) from None
+    return value
 
 
 def _field_for(annotation: Any, required: bool, default: Any) -> forms.Field:
@@ -84,9 +98,9 @@ class StartRunForm(forms.Form):
                 continue
             if name in self.json_fields:
                 try:
-                    value = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    self.add_error(name, f"not valid JSON: {exc}")
+                    value = _parse_json(value)
+                except forms.ValidationError as exc:
+                    self.add_error(name, exc)
                     continue
             data[name] = value
         return data

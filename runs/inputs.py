@@ -84,6 +84,8 @@ def fork_edits(workflow: Workflow, checkpoint: Checkpoint, edit: Any, store: Any
     will restore it (store values decoded through the workflow's registry) before anything
     is written."""
     output_event = checkpoint.output_event
+    if edit == {} and output_event is None:
+        edit = None  # the edit-and-fork page's empty box: nothing to edit
     edits: dict[str, Any] = {}
     reject_nul(edit, "the output event")
     reject_nul(store, "the store edits")
