@@ -28,7 +28,7 @@ from django.utils.safestring import SafeString
 from wfdash.workflow import Workflow
 from wfdash.workflow.errors import SerializationError
 
-from . import registry
+from . import access, registry
 from .inputs import InputError
 from .models import TERMINAL, Activity, ApiToken, Blob, Checkpoint, Run, RunStatus, fork_run
 from .states import expand_records
@@ -312,8 +312,7 @@ class RunAdmin(ReadOnlyAdmin):
         return pre(obj.error_traceback) if obj.error_traceback else None
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        return access.allows(request.user, access.CHANGE)
 
     @admin.action(
         description="Cancel this run",
@@ -466,7 +465,7 @@ class CheckpointAdmin(ReadOnlyAdmin):
         return pretty_json(obj.usage)
 
     def has_fork_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(f"{Run._meta.app_label}.add_{Run._meta.model_name}")
+        return access.allows(request.user, access.ADD)
 
     @admin.action(
         description="Fork from this checkpoint",

@@ -1,0 +1,82 @@
+"""The one access policy: who may read, start and change runs, on every surface.
+
+Pages, the JSON API, WebSockets and admin actions all ask here:
+
+- `runs.view_run`   read runs, checkpoints and their live streams;
+- `runs.add_run`    start runs and fork checkpoints (one or many);
+- `runs.change_run` cancel runs and answer their questions.
+
+Anonymous users are refused first (pages redirect to the login, the API answers 401,
+a socket closes with 4401); signed-in users without the permission get 403 (4403).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+
+class Action(Enum):
+    """What a user wants to do, and the permission it takes."""
+
+    VIEW = ("runs.view_run", "see runs")
+    ADD = ("runs.add_run", "start or fork runs")
+    CHANGE = ("runs.change_run", "cancel runs or answer their questions")
+
+    def __init__(self, permission: str, verb: str) -> None:
+        self.permission = permission
+        self.verb = verb
+
+
+VIEW, ADD, CHANGE = Action.VIEW, Action.ADD, Action.CHANGE
+
+# WebSocket close codes, the HTTP statuses' counterparts.
+UNAUTHENTICATED = 4401
+FORBIDDEN = 4403
+
+
+def allows(user: Any, action: Action) -> bool:
+    """Whether `user` (possibly anonymous or None) may do `action`."""
+    return bool(user is not None and user.is_authenticated and user.is_active and user.has_perm(action.permission))
+
+
+def refusal(action: Action) -> str:
+    return f"Your account may not {action.verb}: it needs the {action.permission} permission."
+
+
+def check(user: Any, action: Action) -> None:
+    """Raise PermissionDenied (403, with why) unless `user` may do `action`."""
+    if not allows(user, action):
+        raise PermissionDenied(refusal(action))
+
+
+def socket_close_code(user: Any, action: Action = VIEW) -> int | None:
+    """The code to close a socket with, or None when `user` may subscribe."""
+    if user is None or not user.is_authenticated:
+        return UNAUTHENTICATED
+    if not allows(user, action):
+        return FORBIDDEN
+    return None
+
+
+def requires(action: Action) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A view decorator: anonymous users go to the login page, others without the
+    permission get the 403 page saying which permission is missing."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            check(request.user, action)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
