@@ -73,8 +73,33 @@ class RunOut(Schema):
     completion_tokens: int
 
 
+class RunListItem(Schema):
+    """A run in a list: `start_event` and `result` can be megabytes, so a list carries the first
+    PREVIEW_CHARS characters of their JSON; `url` (the run itself) has them whole."""
+
+    id: uuid.UUID
+    url: str
+    workflow: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    start_event_preview: str | None = Field(description="the start event's JSON, cut at PREVIEW_CHARS characters")
+    start_event_truncated: bool
+    result_preview: str | None = Field(description="the result's JSON, cut at PREVIEW_CHARS characters")
+    result_truncated: bool
+    error: str
+    parent_checkpoint_id: uuid.UUID | None
+    fork_edits: dict[str, Any]
+    checkpoint_count: int
+    attempts: int
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class RunPage(Schema):
-    items: list[RunOut]
+    items: list[RunListItem]
     next_cursor: str | None
 
 
@@ -212,10 +237,20 @@ def list_runs(request: HttpRequest, params: Query[RunFilters]) -> Any:
     _need(request, "view_run")
     try:
         qs, _ = filters.run_filters({k: v for k, v in params.dict().items() if v is not None})
-        page = filters.paginate(qs, params.before)
+        page = filters.paginate(filters.with_previews(qs), params.before)
     except filters.FilterError as exc:
         return error(request, 400, "bad_filter", str(exc))
-    return {"items": page.rows, "next_cursor": page.next_cursor}
+    return {"items": [_list_item(r) for r in page.rows], "next_cursor": page.next_cursor}
+
+
+def _list_item(run: Run) -> dict[str, Any]:
+    item = {f: getattr(run, f) for f in RunListItem.model_fields if hasattr(run, f)}
+    for name in filters.PREVIEWED:
+        head = getattr(run, f"{name}_head")
+        item[f"{name}_preview"] = None if head is None else head[: filters.PREVIEW_CHARS]
+        item[f"{name}_truncated"] = head is not None and len(head) > filters.PREVIEW_CHARS
+    item["url"] = f"/api/runs/{run.id}/"
+    return item
 
 
 @api.post("/runs/", response={201: RunOut, **ERRORS}, tags=["runs"])

@@ -3,6 +3,13 @@
 Every checkpoint reaches a client exactly once and in order: the consumer keeps
 the last seq it sent, drops anything at or below it, and fills any gap from the
 database before relaying more.
+
+Catching up is bounded: a client more than CATCH_UP_LIMIT checkpoints behind (on
+connect, or after a gap) gets one `skipped` message naming the seqs it will not
+receive, then the newest CATCH_UP_LIMIT in order, never an unbounded backlog. The
+limit is the run page's window, so a page showing the newest window just replaces
+its rows; any other page counts them and offers to reload. A client within the
+limit still gets every checkpoint exactly once, in order, across reconnects.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from . import live
+from . import live, timeline
 from .models import Checkpoint, Run
 
 # How often each process polls the database for the runs its pages watch when the channel
@@ -34,7 +41,8 @@ POLL_SECONDS = getattr(settings, "WFDASH_LIVE_POLL_SECONDS", 0.2)
 SAFETY_POLL_SECONDS = getattr(settings, "WFDASH_LIVE_SAFETY_POLL_SECONDS", 5.0)
 
 
-CATCH_UP_CHUNK = 500
+CATCH_UP_CHUNK = 500  # what one shared database poll reads at a time
+CATCH_UP_LIMIT = timeline.WINDOW  # at most what one catch-up sends (see the docstring)
 log = logging.getLogger("runs.live")
 LOOKBACK = timedelta(seconds=2)
 
@@ -187,19 +195,16 @@ class RunConsumer(_LiveConsumer):
                     await self.send_json({**run, "html": run_html(run)})
 
     async def _send_missing(self) -> None:
-        while True:
-            rows = await self._load_after(self.cursor)
-            for message in rows:
-                await self._send_checkpoint(message)
-            if len(rows) < CATCH_UP_CHUNK:
-                return
+        skipped, rows = await database_sync_to_async(_newest_after)(self.run_id, self.cursor)
+        if skipped is not None:
+            await self.send_json(skipped)
+            self.cursor = skipped["through"]
+        for message in rows:
+            await self._send_checkpoint(message)
 
     async def _send_checkpoint(self, message: live.CheckpointMessage) -> None:
         await self.send(text_data=checkpoint_frame(message))
         self.cursor = message["seq"]
-
-    async def _load_after(self, cursor: int) -> list[live.CheckpointMessage]:
-        return await database_sync_to_async(_checkpoints_after)(self.run_id, cursor)
 
     async def _load_run(self) -> live.RunMessage | None:
         return await database_sync_to_async(_run_message)(self.run_id)
@@ -208,6 +213,22 @@ class RunConsumer(_LiveConsumer):
 def _checkpoints_after(run_id: uuid.UUID, cursor: int) -> list[live.CheckpointMessage]:
     rows = Checkpoint.objects.filter(run_id=run_id, seq__gt=cursor).order_by("seq")[:CATCH_UP_CHUNK]
     return [live.checkpoint_message(c) for c in rows.defer("input_event", "output_event", "state")]
+
+
+def _newest_after(
+    run_id: uuid.UUID, cursor: int, limit: int = CATCH_UP_LIMIT
+) -> tuple[live.SkippedMessage | None, list[live.CheckpointMessage]]:
+    """The newest `limit` checkpoints after `cursor`, in seq order, and a `skipped` message
+    for those before them when there are more."""
+    qs = Checkpoint.objects.filter(run_id=run_id, seq__gt=cursor).defer("input_event", "output_event", "state")
+    rows = list(qs.order_by("-seq")[: limit + 1])
+    skipped: live.SkippedMessage | None = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        through = rows[-1].seq - 1
+        count = Checkpoint.objects.filter(run_id=run_id, seq__gt=cursor, seq__lte=through).count()
+        skipped = {"type": "skipped", "after": cursor, "through": through, "count": count}
+    return skipped, [live.checkpoint_message(c) for c in reversed(rows)]
 
 
 def _run_message(run_id: uuid.UUID) -> live.RunMessage | None:

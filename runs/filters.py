@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -33,7 +34,7 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         raise FilterError(f"{what} must be a UUID, got {value[:60]!r}") from None
 
 
-def _name(value: str, what: str) -> str:
+def name(value: str, what: str) -> str:
     if not _NAME.match(value):
         raise FilterError(f"{what} must be a name of letters, digits and _.:- (at most 100), got {value[:60]!r}")
     return value
@@ -83,10 +84,19 @@ def paginate(qs: QuerySet[Any], before: str | None, size: int = PAGE_SIZE) -> Pa
 
 def run_filters(params: Any) -> tuple[QuerySet[Run], dict[str, str]]:
     """Runs matching `workflow`, `status`, `parent` (run id) and `since` in `params`."""
-    qs = Run.objects.select_related("parent_checkpoint")
+    # Lists read neither the runs' large values nor their fork point's events and state.
+    qs = Run.objects.select_related("parent_checkpoint").defer(
+        "start_event",
+        "result",
+        "pending_input",
+        "error_traceback",
+        "parent_checkpoint__input_event",
+        "parent_checkpoint__output_event",
+        "parent_checkpoint__state",
+    )
     active: dict[str, str] = {}
     if workflow := params.get("workflow", "").strip():
-        qs = qs.filter(workflow=_name(workflow, "workflow"))
+        qs = qs.filter(workflow=name(workflow, "workflow"))
         active["workflow"] = workflow
     if status := params.get("status", "").strip():
         if status not in RunStatus.values:
@@ -100,6 +110,19 @@ def run_filters(params: Any) -> tuple[QuerySet[Run], dict[str, str]]:
         qs = qs.filter(created_at__gte=parse_since(since))
         active["since"] = since
     return qs, active
+
+
+PREVIEW_CHARS = 200
+PREVIEWED = ("start_event", "result")
+
+
+def with_previews(qs: QuerySet[Run]) -> QuerySet[Run]:
+    """Runs annotated with `<field>_head`: the first PREVIEW_CHARS + 1 characters of each
+    PREVIEWED field's JSON, cut by the database so a 30 MB result never leaves it."""
+    heads = {
+        f"{field}_head": Substr(Cast(field, output_field=TextField()), 1, PREVIEW_CHARS + 1) for field in PREVIEWED
+    }
+    return qs.defer(*PREVIEWED).annotate(**heads)
 
 
 CHECKPOINT_FILTERS = {
@@ -119,6 +142,6 @@ def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str
         active["run"] = run
     for param, field in CHECKPOINT_FILTERS.items():
         if value := params.get(param, "").strip():
-            qs = qs.filter(**{field: _name(value, param)})
+            qs = qs.filter(**{field: name(value, param)})
             active[param] = value
     return qs, active

@@ -43,6 +43,16 @@ class CheckpointMessage(TypedDict):
     tokens: int
 
 
+class SkippedMessage(TypedDict):
+    """Sent instead of the checkpoints after `after` up to `through` (`count` of them) when a
+    client is further behind than one catch-up sends; the newest ones follow."""
+
+    type: Literal["skipped"]
+    after: int
+    through: int
+    count: int
+
+
 class RunMessage(TypedDict):
     type: Literal["run"]
     run_id: str

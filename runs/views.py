@@ -13,12 +13,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from wfdash import llm
 
-from . import filters, inputs, live, registry
+from . import filters, inputs, live, registry, timeline
 from .diagram import workflow_svg
 from .forms import EditForkForm, RespondForm, StartRunForm
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
-
-INHERITED_DEPTH = 10
 
 
 def _get_run_for_user(request: HttpRequest, run_id: Any) -> Run:
@@ -26,14 +24,21 @@ def _get_run_for_user(request: HttpRequest, run_id: Any) -> Run:
     if not request.user.is_authenticated:
         raise Http404
     try:
-        return Run.objects.select_related("parent_checkpoint", "parent_checkpoint__run").get(pk=uuid.UUID(str(run_id)))
+        qs = Run.objects.select_related("parent_checkpoint", "parent_checkpoint__run")
+        # Pages never show the fork point's events and state, nor the parent run's values.
+        qs = qs.defer(
+            *(f"parent_checkpoint__{f}" for f in timeline.HEAVY),
+            *(f"parent_checkpoint__run__{f}" for f in timeline.RUN_HEAVY),
+        )
+        return qs.get(pk=uuid.UUID(str(run_id)))
     except (Run.DoesNotExist, ValueError):
         raise Http404("no such run") from None
 
 
 def _get_checkpoint_for_user(request: HttpRequest, checkpoint_id: Any) -> Checkpoint:
     try:
-        c = Checkpoint.objects.select_related("run").get(pk=uuid.UUID(str(checkpoint_id)))
+        qs = Checkpoint.objects.select_related("run").defer(*(f"run__{f}" for f in timeline.RUN_HEAVY))
+        c = qs.get(pk=uuid.UUID(str(checkpoint_id)))
     except (Checkpoint.DoesNotExist, ValueError):
         raise Http404("no such checkpoint") from None
     _get_run_for_user(request, c.run_id)
@@ -61,59 +66,53 @@ def runs_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _inherited(run: Run) -> list[dict[str, Any]]:
-    """Ancestors' checkpoints up to each fork point, oldest ancestor first."""
-    sections: list[dict[str, Any]] = []
-    fork_point = run.parent_checkpoint
-    depth = 0
-    while fork_point is not None and depth < INHERITED_DEPTH:
-        parent = fork_point.run
-        rows = Checkpoint.objects.filter(run=parent, seq__lte=fork_point.seq).order_by("seq")
-        sections.append(
-            {
-                "run": parent,
-                "fork_point": fork_point,
-                "checkpoints": [live.checkpoint_message(c) for c in rows.defer("input_event", "state")],
-            }
-        )
-        fork_point = parent.parent_checkpoint
-        depth += 1
-    sections.reverse()
-    return sections
-
-
 @login_required
 @require_GET
 def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    """The run's facts and outcome, its summary (steps, Gantt) and one window of checkpoints;
+    `?fragment=outcome|summary` renders one part for the live page."""
     run = _get_run_for_user(request, run_id)
-    checkpoints = [
-        live.checkpoint_message(c)
-        for c in Checkpoint.objects.filter(run=run).order_by("seq").defer("input_event", "output_event", "state")
-    ]
+    fragment = request.GET.get("fragment")
+    if fragment == "summary":
+        return render(request, "runs/_summary.html", {"run": run, "summary": timeline.summary(run)})
+    parent_run_id = str(run.parent_checkpoint.run_id) if run.parent_checkpoint else None
+    context: dict[str, Any] = {
+        "run": run,
+        "r": live.run_message(run, parent_run_id),
+        "forks": timeline.forks(run),
+        "respond_form": RespondForm() if run.status == RunStatus.WAITING else None,
+        "waiting_prompt": _waiting_prompt(run) if run.status == RunStatus.WAITING else None,
+    }
+    if fragment == "outcome":
+        return render(request, "runs/_outcome.html", context)
+    # The summary first: a checkpoint committed between the two reads then shows in the
+    # window, and the live cursor (the larger of both) skips nothing.
+    summary = timeline.summary(run)
+    try:
+        window = timeline.window(run, request.GET)
+    except filters.FilterError as exc:
+        messages.error(request, str(exc))
+        return redirect("run-detail", run_id=run.id)
     try:
         graph = workflow_svg(registry.get_workflow(run.workflow))
     except Exception:  # a workflow removed from the registry still shows its history
         graph = None
-    forks = Run.objects.filter(parent_checkpoint__run=run).select_related("parent_checkpoint").order_by("created_at")
-    parent_run_id = str(run.parent_checkpoint.run_id) if run.parent_checkpoint else None
-    context = {
-        "run": run,
-        "r": live.run_message(run, parent_run_id),
-        "checkpoints": checkpoints,
-        "last_seq": checkpoints[-1]["seq"] if checkpoints else 0,
-        "inherited": _inherited(run),
-        "forks": forks[:200],
-        "graph": graph,
-        "respond_form": RespondForm() if run.status == RunStatus.WAITING else None,
-        "waiting_prompt": _waiting_prompt(run) if run.status == RunStatus.WAITING else None,
-    }
-    if request.GET.get("fragment") == "outcome":
-        return render(request, "runs/_outcome.html", context)
+    newest_shown = window.first_seq if window.latest and not window.step else None
+    context.update(
+        summary=summary,
+        window=window,
+        checkpoints=window.checkpoints,
+        last_seq=max(summary.last_seq, newest_shown or 0),
+        window_size=timeline.WINDOW,
+        inherited=timeline.inherited(run) if window.older is None else [],
+        graph=graph,
+    )
     return render(request, "runs/detail.html", context)
 
 
 def _waiting_prompt(run: Run) -> str:
-    last = Checkpoint.objects.filter(run=run, output_event_type="InputRequiredEvent").order_by("-seq").first()
+    asked = Checkpoint.objects.filter(run=run, output_event_type="InputRequiredEvent").defer("input_event", "state")
+    last = asked.order_by("-seq").first()
     if last is None or not isinstance(last.output_event, dict):
         return ""
     return str(last.output_event.get("data", {}).get("prefix", ""))
@@ -181,26 +180,13 @@ def run_compare(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     if run.parent_checkpoint is None:
         messages.warning(request, "This run is not a fork: there is nothing to compare it with.")
         return redirect("run-detail", run_id=run.id)
+    try:
+        page = timeline.compare_page(run, request.GET)
+    except filters.FilterError as exc:
+        messages.error(request, str(exc))
+        return redirect("run-compare", run_id=run.id)
     fork_point = run.parent_checkpoint
-    parent_rows = list(Checkpoint.objects.filter(run=fork_point.run, seq__gt=fork_point.seq).order_by("seq")[:500])
-    child_rows = list(Checkpoint.objects.filter(run=run).order_by("seq")[:500])
-    pairs = []
-    for i in range(max(len(parent_rows), len(child_rows))):
-        left = parent_rows[i] if i < len(parent_rows) else None
-        right = child_rows[i] if i < len(child_rows) else None
-        left_store, right_store = _store(left), _store(right)
-        pairs.append(
-            {
-                "left": left,
-                "right": right,
-                "left_store": left_store,
-                "right_store": right_store,
-                "step_differs": (left and left.last_completed_step) != (right and right.last_completed_step),
-                "output_differs": (left and left.output_event) != (right and right.output_event),
-                "store_differs": left_store != right_store,
-            }
-        )
-    context = {"run": run, "fork_point": fork_point, "parent": fork_point.run, "pairs": pairs}
+    context = {"run": run, "fork_point": fork_point, "parent": fork_point.run, "pairs": page.pairs, "page": page}
     return render(request, "runs/compare.html", context)
 
 
@@ -283,15 +269,6 @@ def checkpoint_edit_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> Http
         store = {}
     context = {"c": c, "form": form, "schema": schema, "store": store}
     return render(request, "runs/edit_fork.html", context, status=400 if form.errors else 200)
-
-
-def _store(c: Checkpoint | None) -> Any:
-    if c is None:
-        return None
-    try:
-        return c.context_state()["store"]
-    except Exception:  # a damaged row still compares, as unreadable
-        return {"error": "unreadable"}
 
 
 def _pretty(value: Any) -> str:

@@ -260,3 +260,32 @@ def test_it_revokes_tokens_in_the_admin(owner, token: str, api: Client) -> None:
     assert token not in staff.get(f"/admin/runs/apitoken/{pk}/change/").content.decode()
     staff.post("/admin/runs/apitoken/", {"action": "revoke", "_selected_action": [pk]})
     _error(api.get("/api/runs/"), 401)
+
+
+def test_it_lists_runs_with_previews_of_large_values(api: Client, finished: Run) -> None:
+    Run.objects.filter(pk=finished.pk).update(result={"text": "x" * 100_000})
+    item = api.get("/api/runs/").json()["items"][0]
+    assert "result" not in item and "start_event" not in item
+    assert item["result_truncated"] is True and len(item["result_preview"]) == 200
+    assert item["result_preview"].startswith('{"text": "xxx')
+    assert item["url"] == f"/api/runs/{finished.id}/"
+    assert api.get(item["url"]).json()["result"] == {"text": "x" * 100_000}
+
+
+def test_it_lists_small_values_whole_in_their_preview(api: Client, finished: Run) -> None:
+    item = api.get("/api/runs/").json()["items"][0]
+    assert json.loads(item["start_event_preview"]) == finished.start_event
+    assert item["start_event_truncated"] is False and json.loads(item["result_preview"]) == {"ticks": 1}
+
+
+def test_it_lists_a_missing_result_as_null(api: Client) -> None:
+    start_run("chain", {"steps": 1})
+    item = api.get("/api/runs/").json()["items"][0]
+    assert item["result_preview"] is None and item["result_truncated"] is False
+
+
+def test_it_documents_list_items_apart_from_full_runs(api: Client) -> None:
+    schemas = api.get("/api/openapi.json").json()["components"]["schemas"]
+    assert schemas["RunPage"]["properties"]["items"]["items"]["$ref"].endswith("/RunListItem")
+    assert {"result_preview", "result_truncated", "url"} <= set(schemas["RunListItem"]["properties"])
+    assert "result" not in schemas["RunListItem"]["properties"] and "result" in schemas["RunOut"]["properties"]

@@ -124,7 +124,7 @@ def test_a_run_started_from_the_form_updates_its_page_live(page: Any, spawn: Any
     expect(page.locator("#run-status")).to_have_text("succeeded", timeout=LIVE)
     expect(page.locator("#run-status")).to_have_class(re.compile(r"\bsucceeded\b"))
     steps = page.locator("#timeline .ckpt").evaluate_all("els => els.map(e => [e.dataset.seq, e.dataset.step])")
-    assert steps == [[str(i), "begin" if i == 1 else "tick"] for i in range(1, 8)]
+    assert steps == [[str(i), "begin" if i == 1 else "tick"] for i in range(7, 0, -1)]  # newest first
     expect(page.locator("#run-count")).to_have_text("7")
     expect(page.locator(".wf-graph .node.step.done")).to_have_count(2)  # begin and tick
     expect(page.locator("#gantt .bar")).to_have_count(7)

@@ -189,3 +189,49 @@ async def test_pages_of_one_run_share_one_database_poll_and_each_get_every_check
     for ws in pages:
         await ws.disconnect()
     assert group not in _shared_polls.tasks and group not in _shared_polls.pages
+
+
+def _bulk_checkpoints(run: Run, n: int) -> None:
+    Checkpoint.objects.bulk_create(
+        Checkpoint(
+            run=run,
+            workflow="chain",
+            seq=seq,
+            snapshot_seq=seq,
+            last_completed_step="tick",
+            input_event_type="Tick",
+            output_event_type="Tick",
+            input_event={"type": "Tick", "data": {"n": seq}},
+            output_event={"type": "Tick", "data": {"n": seq + 1}},
+            state={"version": 1, "store": {}},
+        )
+        for seq in range(1, n + 1)
+    )
+    Run.objects.filter(pk=run.pk).update(checkpoint_count=n, status="succeeded")
+
+
+async def test_it_bounds_a_catch_up_to_the_newest_window_and_says_what_it_skipped(cookie: bytes) -> None:
+    from runs.consumers import CATCH_UP_LIMIT
+
+    run = await sync_to_async(start_run)("chain", {"steps": 1})
+    await sync_to_async(_bulk_checkpoints)(run, 250)
+    ws = _ws(f"/ws/runs/{run.id}/?after=20", ORIGIN, (b"cookie", cookie))
+    assert (await ws.connect())[0]
+    skipped = await ws.receive_json_from(timeout=5)
+    assert skipped == {"type": "skipped", "after": 20, "through": 150, "count": 130}
+    seqs = await _receive_checkpoints(ws, 250)
+    assert CATCH_UP_LIMIT == 100 and seqs == list(range(151, 251))
+    assert (await ws.receive_json_from(timeout=5))["type"] == "run"
+    assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
+
+
+async def test_it_skips_nothing_for_a_client_within_the_window(cookie: bytes) -> None:
+    run = await sync_to_async(start_run)("chain", {"steps": 1})
+    await sync_to_async(_bulk_checkpoints)(run, 250)
+    ws = _ws(f"/ws/runs/{run.id}/?after=150", ORIGIN, (b"cookie", cookie))
+    assert (await ws.connect())[0]
+    first = await ws.receive_json_from(timeout=5)
+    assert first["type"] == "checkpoint" and first["seq"] == 151
+    assert await _receive_checkpoints(ws, 250) == list(range(152, 251))
+    await ws.disconnect()

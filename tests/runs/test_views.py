@@ -245,3 +245,200 @@ def test_it_shows_event_payloads_as_text(client_in: Client, finished_run: Run) -
     body = client_in.get(f"/checkpoints/{c.id}/").content.decode()
     assert "<script>alert(1)</script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+
+
+# -- the run page's window: bounded whatever the run's length ---------------------------
+
+STATE = {
+    "version": 1,
+    "store": {},
+    "queued": [],
+    "in_flight": [],
+    "unsent": [],
+    "collect": [],
+    "waiters": [],
+    "awaiting_input": False,
+}
+
+
+def _long_run(n: int, steps: tuple[str, ...] = ("begin", "tick"), parent=None, start: int = 1) -> Run:
+    """A finished chain run of `n` checkpoints, bulk-inserted: step `steps[0]` first, then the others in turn."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = Run.objects.create(
+        workflow="chain", status=RunStatus.SUCCEEDED, checkpoint_count=n, parent_checkpoint=parent, result={"ticks": n}
+    )
+    t0 = timezone.now() - timedelta(hours=1)
+    rows = []
+    for seq in range(start, start + n):
+        step = steps[0] if seq == start else steps[1 + (seq - start) % (len(steps) - 1)]
+        rows.append(
+            Checkpoint(
+                run=run,
+                workflow="chain",
+                seq=seq,
+                snapshot_seq=seq,
+                last_completed_step=step,
+                input_event_type="Tick",
+                output_event_type="Tick",
+                input_event={"type": "Tick", "data": {"n": seq}},
+                output_event={"type": "Tick", "data": {"n": seq + 1}},
+                state=STATE,
+                created_at=t0 + timedelta(milliseconds=10 * seq),
+                duration_ms=4.0,
+            )
+        )
+    Checkpoint.objects.bulk_create(rows, batch_size=2000)
+    return run
+
+
+def _seqs(response) -> list[int]:
+    return [c["seq"] for c in response.context["checkpoints"]]
+
+
+def test_it_shows_the_newest_window_newest_first(client_in: Client) -> None:
+    run = _long_run(250)
+    page = client_in.get(f"/runs/{run.id}/")
+    assert _seqs(page) == list(range(250, 150, -1))
+    html = page.content.decode()
+    assert 'href="?before_seq=151"' in html and 'id="newer-link"' not in html
+    assert 'data-latest="1"' in html and 'data-last-seq="250"' in html
+
+
+def test_it_pages_to_older_checkpoints_by_seq(client_in: Client) -> None:
+    run = _long_run(250)
+    page = client_in.get(f"/runs/{run.id}/", {"before_seq": 151})
+    assert _seqs(page) == list(range(150, 50, -1))
+    html = page.content.decode()
+    assert 'href="?before_seq=51"' in html and 'href="?after_seq=150"' in html
+    assert 'data-latest="0"' in html
+
+
+def test_it_pages_back_to_newer_checkpoints_and_fills_the_newest_window(client_in: Client) -> None:
+    run = _long_run(250)
+    oldest = client_in.get(f"/runs/{run.id}/", {"before_seq": 51})
+    assert _seqs(oldest) == list(range(50, 0, -1))
+    assert 'id="older-link" hidden' in oldest.content.decode()
+    newest = client_in.get(f"/runs/{run.id}/", {"after_seq": 200})
+    assert _seqs(newest) == list(range(250, 150, -1))  # 50 newer ones, topped up with older
+    assert 'data-latest="1"' in newest.content.decode()
+
+
+def test_it_jumps_to_a_seq_and_highlights_it(client_in: Client) -> None:
+    run = _long_run(250)
+    page = client_in.get(f"/runs/{run.id}/", {"seq": 120})
+    assert _seqs(page) == list(range(170, 70, -1))
+    assert 'class="ckpt target" id="ckpt-120"' in page.content.decode()
+
+
+def test_it_filters_the_window_by_step(client_in: Client) -> None:
+    run = _long_run(250, steps=("begin", "tick", "tock"))
+    page = client_in.get(f"/runs/{run.id}/", {"step": "tock"})
+    rows = page.context["checkpoints"]
+    assert len(rows) == 100 and {c["last_completed_step"] for c in rows} == {"tock"}
+    assert rows[0]["seq"] == 250 and 'href="?step=tock&amp;before_seq=52"' in page.content.decode()
+
+
+def test_it_explains_a_malformed_window_parameter(client_in: Client) -> None:
+    run = _long_run(3)
+    response = client_in.get(f"/runs/{run.id}/", {"before_seq": "ten"}, follow=True)
+    assert response.redirect_chain == [(f"/runs/{run.id}/", 302)]
+    assert "before_seq must be a checkpoint number" in response.content.decode()
+
+
+def test_it_counts_checkpoints_per_step_for_the_whole_run(client_in: Client) -> None:
+    run = _long_run(250, steps=("begin", "tick", "tock"))
+    page = client_in.get(f"/runs/{run.id}/")
+    counts = [(s.step, s.count, s.first_seq, s.last_seq) for s in page.context["summary"].steps]
+    assert counts == [("begin", 1, 1, 1), ("tock", 125, 2, 250), ("tick", 124, 3, 249)]
+    assert f'href="/runs/{run.id}/?step=tick"' in page.content.decode()
+
+
+def test_it_bins_a_long_run_into_at_most_200_bars_per_step(client_in: Client) -> None:
+    run = _long_run(1000, steps=("begin", "tick", "tock"))
+    gantt = client_in.get(f"/runs/{run.id}/").context["summary"].gantt
+    assert gantt["lanes"] == ["begin", "tock", "tick"]
+    per_lane = [[b for b in gantt["bars"] if b[0] == lane] for lane in range(3)]
+    assert [len(bars) for bars in per_lane] == [1, 125, 125]  # bins of 8 seqs: 4 tocks and 4 ticks each
+    assert [sum(b[3] for b in bars) for bars in per_lane] == [1, 500, 499]
+    first_tock = per_lane[1][0]  # seqs 2, 4, 6, 8 (bin 0 is seqs 1-8)
+    assert first_tock[3:6] == [4, 2, 8]
+    assert first_tock[2] - first_tock[1] == 6 * 10 + 4.0  # from #2's start to #8's end
+
+
+def test_it_draws_one_bar_per_checkpoint_of_a_short_run(client_in: Client) -> None:
+    run = _long_run(7)
+    gantt = client_in.get(f"/runs/{run.id}/").context["summary"].gantt
+    assert [(b[0], b[3], b[4]) for b in gantt["bars"]] == [(0, 1, 1)] + [(1, 1, seq) for seq in range(2, 8)]
+    assert gantt["bars"][1][2] - gantt["bars"][1][1] == 4.0  # a bar lasts its step's duration
+
+
+def test_it_extends_the_cached_summary_with_later_checkpoints(client_in: Client) -> None:
+    from django.core.cache import cache
+
+    from runs import timeline
+
+    run = _long_run(300)
+    timeline.summary(run)  # cached at seq 300, bins of 2
+    extra = _long_run(300, start=301)
+    Checkpoint.objects.filter(run=extra).update(run=run)
+    grown = timeline.summary(run)
+    cache.clear()
+    assert grown == timeline.summary(run)
+    assert [s.count for s in grown.steps] == [2, 598] and len(grown.gantt["bars"]) <= 2 * 200
+
+
+def test_it_keeps_a_long_run_page_small(client_in: Client) -> None:
+    run = _long_run(5000)
+    page = client_in.get(f"/runs/{run.id}/")
+    assert len(page.content) < 300_000
+    assert page.content.decode().count('id="ckpt-') == 100
+
+
+def test_it_renders_the_outcome_fragment_without_checkpoints(client_in: Client) -> None:
+    run = _long_run(500)
+    fragment = client_in.get(f"/runs/{run.id}/", {"fragment": "outcome"}, HTTP_HX_REQUEST="true")
+    html = fragment.content.decode()
+    assert 'id="outcome"' in html and "ticks" in html and 'id="ckpt-' not in html and "<html" not in html
+
+
+def test_it_renders_the_summary_fragment_for_live_refreshes(client_in: Client) -> None:
+    run = _long_run(500)
+    html = client_in.get(f"/runs/{run.id}/", {"fragment": "summary"}).content.decode()
+    assert 'id="gantt-data"' in html and 'data-step="tick"' in html and 'id="ckpt-' not in html
+
+
+def test_it_shows_only_the_last_checkpoints_inherited_from_each_ancestor(client_in: Client) -> None:
+    grandparent = _long_run(50)
+    parent = _long_run(30, parent=grandparent.checkpoints.get(seq=40))
+    child = _long_run(5, parent=parent.checkpoints.get(seq=20))
+    page = client_in.get(f"/runs/{child.id}/")
+    sections = page.context["inherited"]
+    assert [(s.run.id, [c["seq"] for c in s.checkpoints]) for s in sections] == [
+        (parent.id, [20, 19, 18]),
+        (grandparent.id, [40, 39, 38]),
+    ]
+    html = page.content.decode()
+    assert f'href="/runs/{grandparent.id}/?seq=40">#1–#37 in that run</a>' in html
+
+
+def test_it_shows_inherited_checkpoints_only_below_the_oldest_window(client_in: Client) -> None:
+    parent = _long_run(10)
+    child = _long_run(150, parent=parent.checkpoints.get(seq=5))
+    assert client_in.get(f"/runs/{child.id}/").context["inherited"] == []
+    assert len(client_in.get(f"/runs/{child.id}/", {"before_seq": 51}).context["inherited"]) == 1
+
+
+def test_it_pages_the_compare_view(client_in: Client) -> None:
+    parent = _long_run(130)
+    child = _long_run(120, parent=parent.checkpoints.get(seq=10))
+    first = client_in.get(f"/runs/{child.id}/compare/")
+    pairs = [(p["left"].seq, p["right"].seq) for p in first.context["pairs"]]
+    assert pairs == [(10 + k, k) for k in range(1, 51)]
+    assert 'href="?after_seq=50"' in first.content.decode() and "earlier-link" not in first.content.decode()
+    later = client_in.get(f"/runs/{child.id}/compare/", {"after_seq": 100})
+    pairs = [(p["left"] and p["left"].seq, p["right"].seq) for p in later.context["pairs"]]
+    assert pairs == [(110 + k, 100 + k) for k in range(1, 21)]  # the parent's last is #130
+    assert 'href="?before_seq=101"' in later.content.decode() and "later-link" not in later.content.decode()
