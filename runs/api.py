@@ -14,12 +14,22 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import HttpBearer, django_auth
+from ninja.security import HttpBearer, SessionAuth
 
-from . import filters, inputs, registry
+from . import access, filters, inputs, registry
 from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
 
 MAX_BODY = 1024 * 1024
+
+
+class SessionUnlessBearer(SessionAuth):
+    """The browser's session (with its CSRF check), for requests that carry no token: a
+    request with a bad token is 401 on every method, not a CSRF failure."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if request.META.get("HTTP_AUTHORIZATION"):
+            return None
+        return super().__call__(request)
 
 
 class BearerToken(HttpBearer):
@@ -34,7 +44,7 @@ api = NinjaAPI(
     title="wfdash API",
     version="1",
     description="Runs, checkpoints and forks of wfdash workflows.",
-    auth=[BearerToken(), django_auth],
+    auth=[BearerToken(), SessionUnlessBearer()],
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
@@ -54,6 +64,13 @@ class ErrorOut(Schema):
     error: ErrorBody
 
 
+class ActivityOut(Schema):
+    action: str
+    username: str
+    at: datetime
+    detail: dict[str, Any]
+
+
 class RunOut(Schema):
     id: uuid.UUID
     workflow: str
@@ -71,6 +88,11 @@ class RunOut(Schema):
     llm_calls: int
     prompt_tokens: int
     completion_tokens: int
+    activity: list[ActivityOut] = Field(description="who started, forked, cancelled or answered it (newest 50)")
+
+    @staticmethod
+    def resolve_activity(run: Run) -> list[Any]:
+        return list(run.activities.all()[:50])
 
 
 class RunListItem(Schema):
@@ -159,6 +181,7 @@ class RunFilters(Schema):
     workflow: str | None = Field(default=None, max_length=100)
     status: str | None = Field(default=None, max_length=20)
     parent: str | None = Field(default=None, max_length=60, description="parent run id")
+    since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
     before: str | None = Field(default=None, max_length=120, description="cursor from next_cursor")
 
 
@@ -168,6 +191,7 @@ class CheckpointFilters(Schema):
     step: str | None = Field(default=None, max_length=100)
     input_event_type: str | None = Field(default=None, max_length=100)
     output_event_type: str | None = Field(default=None, max_length=100)
+    since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
     before: str | None = Field(default=None, max_length=120)
 
 
@@ -217,11 +241,6 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return error(request, exc.status_code, codes.get(exc.status_code, "error"), str(exc))
 
 
-def _need(request: HttpRequest, perm: str) -> None:
-    if not request.user.has_perm(f"runs.{perm}"):  # type: ignore[union-attr]
-        raise PermissionDenied(f"needs the runs.{perm} permission")
-
-
 def _run(run_id: uuid.UUID) -> Run:
     try:
         return Run.objects.get(pk=run_id)
@@ -234,7 +253,7 @@ def _run(run_id: uuid.UUID) -> Run:
 
 @api.get("/runs/", response={200: RunPage, **ERRORS}, tags=["runs"])
 def list_runs(request: HttpRequest, params: Query[RunFilters]) -> Any:
-    _need(request, "view_run")
+    access.check(request.user, access.VIEW)
     try:
         qs, _ = filters.run_filters({k: v for k, v in params.dict().items() if v is not None})
         page = filters.paginate(filters.with_previews(qs), params.before)
@@ -255,7 +274,7 @@ def _list_item(run: Run) -> dict[str, Any]:
 
 @api.post("/runs/", response={201: RunOut, **ERRORS}, tags=["runs"])
 def create_run(request: HttpRequest, payload: RunIn) -> Any:
-    _need(request, "add_run")
+    access.check(request.user, access.ADD)
     try:
         run = start_run(payload.workflow, payload.input, user=request.user)
     except inputs.InputError as exc:
@@ -266,25 +285,25 @@ def create_run(request: HttpRequest, payload: RunIn) -> Any:
 
 @api.get("/runs/{run_id}/", response={200: RunOut, **ERRORS}, tags=["runs"])
 def get_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
-    _need(request, "view_run")
+    access.check(request.user, access.VIEW)
     return _run(run_id)
 
 
 @api.post("/runs/{run_id}/cancel/", response={200: RunOut, 409: ErrorOut, **ERRORS}, tags=["runs"])
 def cancel_run(request: HttpRequest, run_id: uuid.UUID) -> Any:
-    _need(request, "change_run")
+    access.check(request.user, access.CHANGE)
     run = _run(run_id)
-    if not run.request_cancel():
+    if not run.request_cancel(request.user):
         return error(request, 409, "conflict", f"the run already {run.status}")
     return run
 
 
 @api.post("/runs/{run_id}/respond/", response={200: RunOut, 409: ErrorOut, **ERRORS}, tags=["runs"])
 def respond_to_run(request: HttpRequest, run_id: uuid.UUID, payload: RespondIn) -> Any:
-    _need(request, "change_run")
+    access.check(request.user, access.CHANGE)
     run = _run(run_id)
     try:
-        if not respond(run, {"response": payload.response}):
+        if not respond(run, {"response": payload.response}, user=request.user):
             return error(request, 409, "conflict", f"the run is {run.status}, not waiting for input")
     except inputs.InputError as exc:
         return error(request, 422, "invalid", str(exc), "response")
@@ -295,7 +314,7 @@ def respond_to_run(request: HttpRequest, run_id: uuid.UUID, payload: RespondIn) 
 def run_checkpoints(
     request: HttpRequest, run_id: uuid.UUID, after: int = Query(0, ge=0), limit: int = Query(500, ge=1, le=5000)
 ) -> Any:
-    _need(request, "view_run")
+    access.check(request.user, access.VIEW)
     run = _run(run_id)
     qs = Checkpoint.objects.filter(run=run, seq__gt=after).order_by("seq")
     return list(qs.defer("input_event", "output_event", "state")[:limit])
@@ -306,7 +325,7 @@ def run_checkpoints(
 
 @api.get("/checkpoints/", response={200: CheckpointPage, **ERRORS}, tags=["checkpoints"])
 def list_checkpoints(request: HttpRequest, params: Query[CheckpointFilters]) -> Any:
-    _need(request, "view_run")
+    access.check(request.user, access.VIEW)
     try:
         qs, _ = filters.checkpoint_filters({k: v for k, v in params.dict().items() if v is not None})
         page = filters.paginate(qs, params.before)
@@ -324,7 +343,7 @@ def _checkpoint(checkpoint_id: uuid.UUID) -> Checkpoint:
 
 @api.get("/checkpoints/{checkpoint_id}/", response={200: CheckpointDetailOut, **ERRORS}, tags=["checkpoints"])
 def get_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID) -> Any:
-    _need(request, "view_run")
+    access.check(request.user, access.VIEW)
     c = _checkpoint(checkpoint_id)
     try:
         c.ctx_state = c.context_state()  # type: ignore[attr-defined]
@@ -335,7 +354,7 @@ def get_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID) -> Any:
 
 @api.post("/checkpoints/{checkpoint_id}/fork/", response={201: RunOut, 409: ErrorOut, **ERRORS}, tags=["checkpoints"])
 def fork_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID, payload: ForkIn) -> Any:
-    _need(request, "add_run")
+    access.check(request.user, access.ADD)
     c = _checkpoint(checkpoint_id)
     try:
         run = fork_run(c.id, output_event=payload.output_event, store=payload.store, user=request.user)
@@ -353,7 +372,7 @@ def fork_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID, payload: For
 
 @api.get("/workflows/", response={200: list[WorkflowOut], **ERRORS}, tags=["workflows"])
 def list_workflows(request: HttpRequest) -> Any:
-    _need(request, "view_run")
+    access.check(request.user, access.VIEW)
     out = []
     for name in registry.names():
         try:

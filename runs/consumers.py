@@ -30,7 +30,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from . import live, timeline
+from . import access, live, timeline
 from .models import Checkpoint, Run
 
 # How often each process polls the database for the runs its pages watch when the channel
@@ -42,6 +42,7 @@ SAFETY_POLL_SECONDS = getattr(settings, "WFDASH_LIVE_SAFETY_POLL_SECONDS", 5.0)
 
 
 CATCH_UP_CHUNK = 500  # what one shared database poll reads at a time
+BAD_FRAME = 4400  # a frame that is not JSON (pages send nothing)
 CATCH_UP_LIMIT = timeline.WINDOW  # at most what one catch-up sends (see the docstring)
 log = logging.getLogger("runs.live")
 LOOKBACK = timedelta(seconds=2)
@@ -102,6 +103,14 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if group is not None:
             _shared_polls.leave(group, self)
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Pages only listen: a frame that is not JSON closes the socket (4400), quietly."""
+        try:
+            json.loads(text_data if text_data is not None else (bytes_data or b"").decode())
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            log.info("closing a live socket that sent a frame that is not JSON")
+            await self.close(code=BAD_FRAME)
+
     async def wait_to_poll(self) -> None:
         """Sleep until a page's next safety poll (Redis): it only covers messages lost while
         Redis was away, so it is skipped while messages flow (a gap shows in the next seq),
@@ -117,9 +126,9 @@ class RunConsumer(_LiveConsumer):
     """`/ws/runs/<id>/?after=<seq>`: one run's checkpoints and status."""
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+        refused = await database_sync_to_async(access.socket_close_code)(self.scope.get("user"))
+        if refused is not None:
+            await self.close(code=refused)
             return
         try:
             self.run_id = uuid.UUID(self.scope["url_route"]["kwargs"]["run_id"])
@@ -242,9 +251,9 @@ class RunsListConsumer(_LiveConsumer):
     """`/ws/runs/`: new runs and status changes for the runs list."""
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=4401)
+        refused = await database_sync_to_async(access.socket_close_code)(self.scope.get("user"))
+        if refused is not None:
+            await self.close(code=refused)
             return
         await self.channel_layer.group_add(live.RUNS_GROUP, self.channel_name)
         await self.accept()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Q, QuerySet, TextField
@@ -40,15 +40,35 @@ def name(value: str, what: str) -> str:
     return value
 
 
+def parse_time(value: str) -> datetime | None:
+    """An ISO date-time a database can compare with, in UTC; None when it is not one
+    (malformed, impossible like 2026-02-30, an offset of +24:00, or out of range)."""
+    if not value or len(value) > 40:
+        return None
+    try:
+        parsed = parse_datetime(value)
+        if parsed is None:
+            return None
+        if parsed.tzinfo is None:
+            parsed = timezone.make_aware(parsed, UTC)
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return parsed if 1 <= parsed.year <= 9998 else None
+
+
 def parse_since(value: str) -> datetime:
     m = _RELATIVE.match(value)
     if m:
         unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return timezone.now() - timedelta(**{unit: int(m.group(1))})
-    parsed = parse_datetime(value) if len(value) <= 40 else None
+        try:
+            return timezone.now() - timedelta(**{unit: int(m.group(1))})
+        except OverflowError:
+            raise FilterError(f"since reaches back too far: {value[:60]!r}") from None
+    parsed = parse_time(value)
     if parsed is None:
         raise FilterError(f"since must be like 30m, 24h, 7d or an ISO date-time, got {value[:60]!r}")
-    return parsed if parsed.tzinfo else timezone.make_aware(parsed)
+    return parsed
 
 
 def encode_cursor(created_at: datetime, pk: Any) -> str:
@@ -57,7 +77,7 @@ def encode_cursor(created_at: datetime, pk: Any) -> str:
 
 def _cursor(value: str) -> tuple[datetime, uuid.UUID]:
     stamp, _, pk = value.rpartition("_")
-    when = parse_datetime(stamp) if stamp and len(stamp) <= 40 else None
+    when = parse_time(stamp)
     if when is None:
         raise FilterError("the page cursor is malformed")
     return when, _uuid(pk, "the page cursor")
@@ -144,4 +164,7 @@ def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str
         if value := params.get(param, "").strip():
             qs = qs.filter(**{field: name(value, param)})
             active[param] = value
+    if since := params.get("since", "").strip():
+        qs = qs.filter(created_at__gte=parse_since(since))
+        active["since"] = since
     return qs, active

@@ -331,6 +331,8 @@ class Checkpoint(models.Model):
             models.Index(fields=["workflow", "last_completed_step", "-created_at", "-id"], name="ckpt_wf_step_idx"),
             models.Index(fields=["input_event_type", "-created_at"], name="ckpt_input_idx"),
             models.Index(fields=["output_event_type", "-created_at"], name="ckpt_output_idx"),
+            # A run page's step filter and per-step counts, whatever the run's length.
+            models.Index(fields=["run", "last_completed_step", "seq"], name="ckpt_run_step_idx"),
         ]
 
     def __str__(self) -> str:

@@ -6,21 +6,22 @@ import uuid
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from wfdash import llm
 
-from . import filters, inputs, live, registry, timeline
+from . import access, filters, inputs, live, registry, timeline
 from .diagram import workflow_svg
 from .forms import EditForkForm, RespondForm, StartRunForm
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
 
+ACTIVITY_SHOWN = 50  # the newest; the admin lists them all
+
 
 def _get_run_for_user(request: HttpRequest, run_id: Any) -> Run:
-    """The only access check for one run: signed in (login_required) and the run exists."""
+    """One run, for a view that already passed `access.requires`: 404 when it does not exist."""
     if not request.user.is_authenticated:
         raise Http404
     try:
@@ -49,7 +50,7 @@ def _run_messages(runs: list[Run]) -> list[live.RunMessage]:
     return [live.run_message(r, str(r.parent_checkpoint.run_id) if r.parent_checkpoint else None) for r in runs]
 
 
-@login_required
+@access.requires(access.VIEW)
 @require_GET
 def runs_list(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"workflows": registry.names(), "statuses": RunStatus.values, "params": request.GET}
@@ -66,7 +67,7 @@ def runs_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@login_required
+@access.requires(access.VIEW)
 @require_GET
 def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     """The run's facts and outcome, its summary (steps, Gantt) and one window of checkpoints;
@@ -80,6 +81,7 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         "run": run,
         "r": live.run_message(run, parent_run_id),
         "forks": timeline.forks(run),
+        "activities": run.activities.all()[:ACTIVITY_SHOWN],
         "respond_form": RespondForm() if run.status == RunStatus.WAITING else None,
         "waiting_prompt": _waiting_prompt(run) if run.status == RunStatus.WAITING else None,
     }
@@ -118,32 +120,32 @@ def _waiting_prompt(run: Run) -> str:
     return str(last.output_event.get("data", {}).get("prefix", ""))
 
 
-@login_required
+@access.requires(access.CHANGE)
 @require_POST
 def run_cancel(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
-    if run.request_cancel():
+    if run.request_cancel(request.user):
         messages.info(request, "Cancel requested." if run.status == RunStatus.RUNNING else "Run cancelled.")
     else:
         messages.warning(request, f"The run had already {run.status}.")
     return redirect("run-detail", run_id=run.id)
 
 
-@login_required
+@access.requires(access.CHANGE)
 @require_POST
 def run_respond(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
     form = RespondForm(request.POST)
     if not form.is_valid():
         messages.error(request, "An answer is required.")
-    elif respond(run, {"response": form.cleaned_data["response"]}):
+    elif respond(run, {"response": form.cleaned_data["response"]}, user=request.user):
         messages.info(request, "Answer sent; the run continues.")
     else:
         messages.warning(request, f"The run is {run.status}, not waiting for an answer.")
     return redirect("run-detail", run_id=run.id)
 
 
-@login_required
+@access.requires(access.ADD)
 @require_http_methods(["GET", "POST"])
 def run_new(request: HttpRequest) -> HttpResponse:
     name = request.GET.get("workflow") or request.POST.get("workflow") or ""
@@ -173,7 +175,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
     return render(request, "runs/new.html", context, status=400 if request.method == "POST" else 200)
 
 
-@login_required
+@access.requires(access.VIEW)
 @require_GET
 def run_compare(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     run = _get_run_for_user(request, run_id)
@@ -190,7 +192,7 @@ def run_compare(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     return render(request, "runs/compare.html", context)
 
 
-@login_required
+@access.requires(access.VIEW)
 @require_GET
 def checkpoints_explorer(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"params": request.GET, "workflows": registry.names()}
@@ -210,7 +212,7 @@ def checkpoints_explorer(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-@login_required
+@access.requires(access.VIEW)
 @require_GET
 def checkpoint_detail(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
     c = _get_checkpoint_for_user(request, checkpoint_id)
@@ -223,7 +225,7 @@ def checkpoint_detail(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpRes
     return render(request, template, context)
 
 
-@login_required
+@access.requires(access.ADD)
 @require_POST
 def checkpoint_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
     c = _get_checkpoint_for_user(request, checkpoint_id)
@@ -235,7 +237,7 @@ def checkpoint_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpRespo
     return redirect("run-detail", run_id=run.id)
 
 
-@login_required
+@access.requires(access.ADD)
 @require_http_methods(["GET", "POST"])
 def checkpoint_edit_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
     c = _get_checkpoint_for_user(request, checkpoint_id)

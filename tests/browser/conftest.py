@@ -156,10 +156,14 @@ def server(daphne: str, server_env: dict[str, str], subprocess_env: dict[str, st
 
 @pytest.fixture
 def user(transactional_db: None) -> Any:
-    """The signed-in user, created before the browser starts (ORM in this thread is safe here)."""
-    from django.contrib.auth.models import User
+    """The signed-in user, with the runs permissions (view, add, change), created before the
+    browser starts (ORM in this thread is safe here)."""
+    from django.contrib.auth.models import Permission, User
 
-    return User.objects.create_user(USERNAME, password=PASSWORD)
+    user = User.objects.create_user(USERNAME, password=PASSWORD)
+    codenames = ["view_run", "add_run", "change_run"]
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="runs", codename__in=codenames))
+    return user
 
 
 @pytest.fixture

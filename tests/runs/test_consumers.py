@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from runs import live
@@ -22,7 +23,9 @@ ORIGIN = (b"origin", b"http://localhost")
 
 
 def _session_cookie() -> bytes:
+    """A viewer's session (runs.view_run); test_access.py covers users without it."""
     user = get_user_model().objects.create_user("bob", password="pw-bob-12345")
+    user.user_permissions.add(Permission.objects.get(codename="view_run"))
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}".encode()

@@ -1,4 +1,4 @@
-"""Pages: sign-in required, 404s, CSRF on every POST, filters with clear errors, forking."""
+"""Pages, for a user with the runs permissions: sign-in, 404s, CSRF on every POST, filter errors, forking."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 
 from runs.models import Checkpoint, Run, RunStatus, start_run
@@ -17,7 +18,12 @@ MISSING = uuid.UUID(int=0)
 
 @pytest.fixture
 def user():
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
+    """A user with the runs permissions (view, add, change); test_access.py covers users without."""
+    alice = get_user_model().objects.create_user("alice", password="pw-alice-123")
+    alice.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="runs", codename__in=["view_run", "add_run", "change_run"])
+    )
+    return alice
 
 
 @pytest.fixture
