@@ -447,7 +447,9 @@ class DatabaseCheckpointStore:
     # -- reading -------------------------------------------------------------
 
     async def get_checkpoint(self, checkpoint_id: str, workflow: Workflow) -> EngineCheckpoint:
-        return await sync_to_async(load_checkpoint)(checkpoint_id, workflow)
+        # Its complete state is built here (off the event loop) but not decoded: running
+        # from it restores it through the registry anyway, and that is the costly part.
+        return await sync_to_async(partial(load_checkpoint, validate=False))(checkpoint_id, workflow)
 
     async def list_checkpoints(
         self,
