@@ -15,7 +15,7 @@ from django.db import InterfaceError, OperationalError
 
 from wfdash.workflow import Event, HumanResponseEvent, WorkflowHandler, WorkflowSuspendedError
 from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
-from wfdash.workflow.checkpointer import RunInfo, WorkflowCheckpointer
+from wfdash.workflow.checkpointer import WorkflowCheckpointer
 from wfdash.workflow.errors import SerializationError
 
 from . import live, registry
@@ -258,4 +258,4 @@ class _LaunchPlan:
                 self.fork_from, output_event=self.output_event, store=self.store_edits, run_id=self.run_id
             )
         assert self.start_event is not None
-        return cp._launch(RunInfo(self.run_id, cp.workflow, self.start_event), dispatch=[(None, self.start_event)])
+        return cp.run_as(self.run_id, self.start_event)

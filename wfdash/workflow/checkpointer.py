@@ -259,7 +259,10 @@ class WorkflowCheckpointer:
             start_event = self.workflow.start_event_class(**kwargs)
         elif kwargs:
             raise ValueError("pass either start_event or keyword arguments, not both")
-        run_id = str(uuid.uuid4())
+        return self.run_as(str(uuid.uuid4()), start_event)
+
+    def run_as(self, run_id: str, start_event: Event) -> WorkflowHandler:
+        """Start a run under a given id: a worker executes a run row that already has one."""
         return self._launch(RunInfo(run_id, self.workflow, start_event), dispatch=[(None, start_event)])
 
     def run_from(

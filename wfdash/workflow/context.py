@@ -72,6 +72,10 @@ class ContextStore:
     def __len__(self) -> int:
         return len(self._data)
 
+    def load(self, values: dict[str, Any]) -> None:
+        """Set decoded values restored from a snapshot (not changes: nothing is tracked)."""
+        self._data.update(values)
+
     def start_tracking(self) -> None:
         self._tracking = True
 
@@ -447,8 +451,7 @@ class Context:
             store = state["store"]
             if not isinstance(store, dict):
                 raise SerializationError("snapshot 'store' must be an object")
-            for key, value in store.items():
-                self.store._data[key] = decode_value(registry, value)
+            self.store.load({key: decode_value(registry, value) for key, value in store.items()})
             for entry in state["collect"]:
                 events = [registry.decode(e) for e in entry["events"]]
                 collector = _Collector(len(self._collectors) + 1, tuple(str(n) for n in entry["expected"]))
