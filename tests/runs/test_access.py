@@ -13,6 +13,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from runs.models import Activity, ApiToken, Checkpoint, Run, RunStatus
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -39,24 +40,10 @@ def fast_password_hashing(settings: Any) -> None:
 @pytest.fixture
 def waiting() -> Checkpoint:
     """A waiting approval run with one checkpoint."""
-    run = Run.objects.create(
-        workflow="approval",
-        status=RunStatus.WAITING,
-        start_event={"type": "StartEvent", "data": {"subject": "x"}},
-    )
-    return Checkpoint.objects.create(
-        run=run,
-        workflow="approval",
-        seq=1,
-        snapshot_seq=1,
-        last_completed_step="draft",
-        input_event_type="StartEvent",
-        output_event_type="Draft",
-        input_event={"type": "StartEvent", "data": {"subject": "x"}},
-        output_event={"type": "Draft", "data": {"text": "hello"}},
-        state={"version": 1, "store": {}, "queued": [], "in_flight": [], "unsent": [], "collect": [],
-               "waiters": [], "awaiting_input": False},
-    )  # fmt: skip
+    start = {"type": "StartEvent", "data": {"subject": "x"}}
+    run = Run.objects.create(workflow="approval", status=RunStatus.WAITING, start_event=start)
+    draft = {"type": "Draft", "data": {"text": "hello"}}
+    return factories.checkpoint(run, step="draft", input_event=start, output_event=draft)
 
 
 def _user(role: str) -> Any:

@@ -10,7 +10,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from runs.models import Activity, ApiToken, Checkpoint, Run, RunStatus
+from runs.models import Activity, ApiToken, Run, RunStatus
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -56,14 +57,7 @@ def test_it_records_who_cancelled_through_the_api_and_lists_it(alice: Any) -> No
 
 def test_it_records_a_fork_with_its_point_and_edits(alice: Any) -> None:
     api = Client(headers={"Authorization": f"Bearer {ApiToken.issue(alice)[1]}"})
-    parent = Run.objects.create(workflow="chain", status=RunStatus.SUCCEEDED)
-    ckpt = Checkpoint.objects.create(
-        run=parent, workflow="chain", seq=1, snapshot_seq=1, last_completed_step="begin",
-        input_event_type="ChainStart", output_event_type="Tick",
-        input_event={"type": "ChainStart", "data": {"steps": 2}}, output_event={"type": "Tick", "data": {"n": 1}},
-        state={"version": 1, "store": {"steps": {"v": 2}, "sleep": {"v": 0}}, "queued": [], "in_flight": [],
-               "unsent": [], "collect": [], "waiters": [], "awaiting_input": False},
-    )  # fmt: skip
+    ckpt = factories.checkpoint(state=factories.state_with({"steps": 2, "sleep": 0}))
     body = {"output_event": {"n": 2}}
     response = api.post(f"/api/checkpoints/{ckpt.id}/fork/", json.dumps(body), content_type="application/json")
     assert response.status_code == 201

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runs.models import Checkpoint, Run, RunStatus
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -70,19 +71,13 @@ def signed_in(client: Client) -> Client:
 @pytest.fixture
 def run_with_checkpoint() -> Checkpoint:
     run = Run.objects.create(workflow="approval", status=RunStatus.WAITING)
-    return Checkpoint.objects.create(
-        run=run,
-        workflow="approval",
-        seq=1,
-        snapshot_seq=1,
-        last_completed_step="ask",
-        input_event_type="Draft",
-        output_event_type="InputRequiredEvent",
+    return factories.checkpoint(
+        run,
+        step="ask",
         input_event={"type": "Draft", "data": {"text": "hello"}},
         output_event={"type": "InputRequiredEvent", "data": {"prefix": "ok?"}},
-        state={"version": 1, "store": {"draft": {"v": "hello"}}, "queued": [], "in_flight": [], "unsent": [],
-               "collect": [], "waiters": [], "awaiting_input": True},
-    )  # fmt: skip
+        state=factories.state_with({"draft": "hello"}, awaiting_input=True),
+    )
 
 
 def _ok(response: Any) -> None:

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from runs.models import Activity, ApiToken, Checkpoint, Run, RunStatus
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -36,20 +37,7 @@ def api(user: Any) -> Client:
 
 @pytest.fixture
 def checkpoint() -> Checkpoint:
-    run = Run.objects.create(workflow="chain", status=RunStatus.SUCCEEDED)
-    return Checkpoint.objects.create(
-        run=run,
-        workflow="chain",
-        seq=1,
-        snapshot_seq=1,
-        last_completed_step="begin",
-        input_event_type="ChainStart",
-        output_event_type="Tick",
-        input_event={"type": "ChainStart", "data": {"steps": 2}},
-        output_event={"type": "Tick", "data": {"n": 1}},
-        state={"version": 1, "store": {"steps": {"v": 2}, "sleep": {"v": 0}}, "queued": [], "in_flight": [],
-               "unsent": [], "collect": [], "waiters": [], "awaiting_input": False},
-    )  # fmt: skip
+    return factories.checkpoint(state=factories.state_with({"steps": 2, "sleep": 0}))
 
 
 def _counts() -> tuple[int, int, int]:
