@@ -5,13 +5,12 @@ cancelled with `request_cancel`, a checkpoint is forked with `fork_run`), which
 the admin offers as actions. Lists are built for large tables: no per-row
 queries, no unfiltered count, big JSON columns deferred, filter choices from
 the workflow registry instead of a DISTINCT over the table, and searches are
-exact id matches that use the primary key and foreign key indexes.
+id (or id prefix) ranges that use the primary key and foreign key indexes.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,10 +27,11 @@ from django.utils.safestring import SafeString
 from wfdash.workflow import Workflow
 from wfdash.workflow.errors import SerializationError
 
-from . import access, registry
+from . import access, filters, registry
 from .inputs import InputError
 from .models import TERMINAL, Activity, ApiToken, Blob, Checkpoint, Run, RunStatus, fork_run
 from .states import expand_records
+from .templatetags.wfdash import format_ms
 
 # Longest JSON text shown on a page; past it the text is cut with a note.
 MAX_JSON_CHARS = 200_000
@@ -63,11 +63,25 @@ def admin_link(obj: Any, text: Any) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, text)
 
 
-def parse_uuid(term: str) -> uuid.UUID | None:
+def id_search(term: str, *fields: str) -> Q | None:
+    """Rows whose id `fields` start with `term` (a whole id or 6+ hex digits); None if it is neither."""
     try:
-        return uuid.UUID(term.strip().strip("\"'"))
-    except ValueError:
+        q = Q()
+        for field in fields:
+            q |= filters.id_prefix_q(term, "search", field)
+        return q
+    except filters.FilterError:
         return None
+
+
+def short_id(value: Any) -> SafeString:
+    """The first 8 characters of an id, the whole id on hover (ids are searchable by prefix)."""
+    return format_html('<span class="wfdash-id" title="{}">{}</span>', value, str(value)[:8])
+
+
+def duration_text(ms: float | None) -> str | None:
+    """Milliseconds as people read them: "51.2 ms", not 51.24200015416136."""
+    return None if ms is None else format_ms(ms)
 
 
 def field_names(fieldsets: Any) -> tuple[str, ...]:
@@ -108,7 +122,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def search_message(self, request: HttpRequest, term: str) -> None:
-        self.message_user(request, f"Search is by exact id: {term[:80]!r} is not a UUID.", messages.WARNING)
+        self.message_user(
+            request,
+            f"Search is by id or its first {filters.MIN_PREFIX}+ hex digits: "
+            f"{term[:80]!r} is not a UUID or a prefix of one.",
+            messages.WARNING,
+        )
 
 
 # -- list filters from the workflow registry (no DISTINCT over millions of rows) --
@@ -204,28 +223,47 @@ class ActivityInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Activity)
 class ActivityAdmin(ReadOnlyAdmin):
-    list_display = ("at", "action", "username", "run")
+    list_display = ("at", "action", "username", "run_link")
     list_filter = ("action",)
     search_fields = ("username",)
+    search_help_text = "A run id (or its first 6+ hex digits), or an exact username."
     list_select_related = ("run",)
+    list_defer = tuple(f"run__{name}" for name in (*RUN_JSON, "error", "error_traceback"))
     date_hierarchy = None
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        by_run = id_search(term, "run_id")
+        if by_run is not None:
+            return queryset.filter(by_run | Q(username=term)), False
+        return queryset.filter(username=term), False
+
+    @admin.display(description="run", ordering="run_id")
+    def run_link(self, obj: Activity) -> SafeString:
+        return format_html("{} {}", admin_link(obj.run, short_id(obj.run_id)), obj.run.workflow)
 
 
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
     inlines = (ActivityInline,)
     list_display = (
-        "id",
+        "short",
         "workflow",
         "status",
         "created_at",
+        "run_time",
         "checkpoint_count",
         "total_tokens",
         "parent",
     )
+    list_display_links = ("short",)
     list_filter = ("status", WorkflowFilter)
     # Only columns with an index behind the sort.
-    sortable_by = ("id", "workflow", "status", "created_at")
+    sortable_by = ("short", "workflow", "status", "created_at")
     ordering = ("-created_at", "-id")
     list_select_related = ("parent_checkpoint",)
     list_defer = (
@@ -238,7 +276,7 @@ class RunAdmin(ReadOnlyAdmin):
         "parent_checkpoint__usage",
     )
     search_fields = ("id",)  # shows the search box; the search itself is get_search_results
-    search_help_text = "Exact run id (UUID)."
+    search_help_text = "A run id, or its first 6+ hex digits."
     raw_id_fields = ("parent_checkpoint", "created_by")
     actions = ("cancel",)
     fieldsets = (
@@ -257,7 +295,7 @@ class RunAdmin(ReadOnlyAdmin):
                 )
             },
         ),
-        ("Timing", {"fields": ("created_at", "started_at", "finished_at", "updated_at", "duration")}),
+        ("Timing", {"fields": ("created_at", "started_at", "finished_at", "updated_at", "run_time")}),
         ("Worker", {"fields": ("worker_id", "lease_expires_at", "attempts")}),
         ("Usage", {"fields": ("checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens", "total_tokens")}),
         ("Events", {"fields": ("start_event_pretty", "pending_input_pretty", "result_pretty")}),
@@ -270,17 +308,27 @@ class RunAdmin(ReadOnlyAdmin):
     ) -> tuple[QuerySet[Any], bool]:
         if not search_term.strip():
             return queryset, False
-        run_id = parse_uuid(search_term)
-        if run_id is None:
+        by_id = id_search(search_term, "id")
+        if by_id is None:
             self.search_message(request, search_term)
             return queryset.none(), False
-        return queryset.filter(id=run_id), False
+        return queryset.filter(by_id), False
+
+    @admin.display(description="id", ordering="id")
+    def short(self, obj: Run) -> SafeString:
+        return short_id(obj.pk)
+
+    @admin.display(description="duration")
+    def run_time(self, obj: Run) -> str | None:
+        duration = obj.duration
+        return None if duration is None else duration_text(duration.total_seconds() * 1000)
 
     @admin.display(description="parent checkpoint")
     def parent(self, obj: Run) -> SafeString | None:
-        if obj.parent_checkpoint is None:
+        c = obj.parent_checkpoint
+        if c is None:
             return None
-        return admin_link(obj.parent_checkpoint, obj.parent_checkpoint)
+        return admin_link(c, format_html("{} #{} {}", short_id(c.run_id), c.seq, c.last_completed_step))
 
     @admin.display(description="checkpoints")
     def checkpoints(self, obj: Run) -> SafeString:
@@ -347,7 +395,7 @@ CHECKPOINT_JSON = ("input_event", "output_event", "state", "usage")
 @admin.register(Checkpoint)
 class CheckpointAdmin(ReadOnlyAdmin):
     list_display = (
-        "id",
+        "short",
         "run_link",
         "workflow",
         "seq",
@@ -355,8 +403,9 @@ class CheckpointAdmin(ReadOnlyAdmin):
         "input_event_type",
         "output_event_type",
         "created_at",
-        "duration_ms",
+        "duration",
     )
+    list_display_links = ("short",)
     list_filter = (WorkflowFilter, StepFilter, InputEventTypeFilter, OutputEventTypeFilter)
     sortable_by = ("workflow", "last_completed_step", "input_event_type", "output_event_type", "created_at")
     ordering = ("-created_at", "-id")
@@ -366,7 +415,7 @@ class CheckpointAdmin(ReadOnlyAdmin):
         *(f"run__{name}" for name in (*RUN_JSON, "error", "error_traceback")),
     )
     search_fields = ("id",)
-    search_help_text = "Exact checkpoint id or run id (UUID)."
+    search_help_text = "A checkpoint id or run id, or its first 6+ hex digits."
     raw_id_fields = ("run",)
     actions = ("fork",)
     fieldsets = (
@@ -382,7 +431,7 @@ class CheckpointAdmin(ReadOnlyAdmin):
                     "input_event_type",
                     "output_event_type",
                     "created_at",
-                    "duration_ms",
+                    "duration",
                     "forks",
                 )
             },
@@ -398,15 +447,23 @@ class CheckpointAdmin(ReadOnlyAdmin):
     ) -> tuple[QuerySet[Any], bool]:
         if not search_term.strip():
             return queryset, False
-        some_id = parse_uuid(search_term)
-        if some_id is None:
+        by_id = id_search(search_term, "id", "run_id")
+        if by_id is None:
             self.search_message(request, search_term)
             return queryset.none(), False
-        return queryset.filter(Q(id=some_id) | Q(run_id=some_id)), False
+        return queryset.filter(by_id), False
+
+    @admin.display(description="id", ordering="id")
+    def short(self, obj: Checkpoint) -> SafeString:
+        return short_id(obj.pk)
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def duration(self, obj: Checkpoint) -> str | None:
+        return duration_text(obj.duration_ms)
 
     @admin.display(description="run")
     def run_link(self, obj: Checkpoint) -> SafeString:
-        return format_html("{} ({})", admin_link(obj.run, obj.run_id), obj.run.status)
+        return format_html("{} ({})", admin_link(obj.run, short_id(obj.run_id)), obj.run.status)
 
     @admin.display(description="forks")
     def forks(self, obj: Checkpoint) -> SafeString:

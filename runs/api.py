@@ -180,17 +180,19 @@ class WorkflowOut(Schema):
 class RunFilters(Schema):
     workflow: str | None = Field(default=None, max_length=100)
     status: str | None = Field(default=None, max_length=20)
-    parent: str | None = Field(default=None, max_length=60, description="parent run id")
+    parent: str | None = Field(default=None, max_length=60, description="parent run id, or its first 6+ hex digits")
     since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
     before: str | None = Field(default=None, max_length=120, description="cursor from next_cursor")
 
 
 class CheckpointFilters(Schema):
     workflow: str | None = Field(default=None, max_length=100)
-    run: str | None = Field(default=None, max_length=60)
+    run: str | None = Field(default=None, max_length=60, description="run id, or its first 6+ hex digits")
     step: str | None = Field(default=None, max_length=100)
     input_event_type: str | None = Field(default=None, max_length=100)
-    output_event_type: str | None = Field(default=None, max_length=100)
+    output_event_type: str | None = Field(
+        default=None, max_length=100, description='"None" for checkpoints whose step returned no event'
+    )
     since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
     before: str | None = Field(default=None, max_length=120)
 
@@ -272,11 +274,13 @@ def _list_item(run: Run) -> dict[str, Any]:
     return item
 
 
-@api.post("/runs/", response={201: RunOut, **ERRORS}, tags=["runs"])
+@api.post("/runs/", response={201: RunOut, 409: ErrorOut, **ERRORS}, tags=["runs"])
 def create_run(request: HttpRequest, payload: RunIn) -> Any:
     access.check(request.user, access.ADD)
     try:
         run = start_run(payload.workflow, payload.input, user=request.user)
+    except inputs.WorkflowUnavailable as exc:
+        return error(request, 409, "unavailable", str(exc), "workflow")
     except inputs.InputError as exc:
         field = "workflow" if "unknown workflow" in str(exc) else "input"
         return error(request, 422 if field == "input" else 404, "invalid", str(exc), field)

@@ -49,15 +49,16 @@ LOOKBACK = timedelta(seconds=2)
 
 
 @lru_cache(maxsize=4096)
-def _checkpoint_frame(message_key: tuple[tuple[str, Any], ...]) -> str:
-    message = dict(message_key)
+def _checkpoint_frame(encoded: str) -> str:
+    message = json.loads(encoded)
     html = render_to_string("runs/_checkpoint_row.html", {"c": message})
     return json.dumps({**message, "html": html})
 
 
 def checkpoint_frame(message: live.CheckpointMessage) -> str:
-    # Rendered and encoded once per process, however many clients watch the run.
-    return _checkpoint_frame(tuple(sorted(message.items())))
+    # Rendered and encoded once per process, however many clients watch the run; keyed by
+    # its JSON because a message holds lists (its retries), which are not hashable.
+    return _checkpoint_frame(json.dumps(message, sort_keys=True))
 
 
 def run_html(message: live.RunMessage) -> str:

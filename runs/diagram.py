@@ -1,83 +1,197 @@
-"""The workflow drawn as an SVG graph of steps and events, laid out in layers."""
+"""The workflow drawn as a graph of steps and events, laid out by Graphviz's `dot` as SVG.
+
+The SVG is drawn at its natural size (one SVG unit per CSS pixel, text 12-14 px) and the
+page scrolls it inside its box: scaled down to fit a column, labels became unreadable.
+Each step node links to the run page filtered to that step; the page colours nodes by
+status (done, running, failed) through their `step` class and `data-step`-like id.
+"""
 
 from __future__ import annotations
 
-from collections import deque
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
 
+import graphviz
 from django.utils.html import escape
 
 from wfdash.workflow import HumanResponseEvent, InputRequiredEvent, Workflow
 from wfdash.workflow.graph import workflow_graph
 
-COL_W, ROW_H, BOX_W, BOX_H = 190, 56, 160, 34
+from . import registry
+from .models import Checkpoint, Run
+
+FONT = "Helvetica,Arial,sans-serif"
+STEP_FONT_SIZE = 14  # px, as drawn: SVG units are made CSS pixels below
+EVENT_FONT_SIZE = 12
+DOT_MISSING = (
+    "The workflow graph needs Graphviz's `dot` program, which this server does not have: "
+    "install Graphviz (for example `apt-get install graphviz`) and reload."
+)
 
 
-def _is(workflow: Workflow, node_id: str, cls: type) -> bool:
-    name = node_id.removeprefix("event:")
+class DiagramUnavailable(Exception):
+    """The graph cannot be drawn here (no `dot`, or it failed); the message says why."""
+
+
+@dataclass
+class Diagram:
+    svg: str
+    accepts: dict[str, list[str]] = field(default_factory=dict)
+    """Event type -> the steps that accept it: the page marks them running when it is emitted."""
+
+
+_cache: dict[tuple[str, str], Diagram] = {}
+_lock = threading.Lock()
+
+
+def _is(workflow: Workflow, name: str, cls: type) -> bool:
     return name in workflow.event_registry and issubclass(workflow.event_registry.get(name), cls)
 
 
+def workflow_diagram(workflow: Workflow) -> Diagram:
+    """The workflow's graph as SVG, laid out once per workflow class and process."""
+    key = (type(workflow).__module__, type(workflow).__qualname__)
+    with _lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    diagram = _draw(workflow)
+    with _lock:
+        _cache[key] = diagram
+    return diagram
+
+
 def workflow_svg(workflow: Workflow) -> str:
+    return workflow_diagram(workflow).svg
+
+
+def _draw(workflow: Workflow) -> Diagram:
     graph = workflow_graph(workflow)
-    nodes = {n["id"]: n for n in graph["nodes"]}
-    out: dict[str, list[str]] = {nid: [] for nid in nodes}
-    for e in graph["edges"]:
-        out[e["source"]].append(e["target"])
-    # For layout only: a human answer follows the question, so place it after it.
-    for asked in [n for n in nodes if n.startswith("event:") and _is(workflow, n, InputRequiredEvent)]:
-        out[asked].extend(n for n in nodes if n.startswith("event:") and _is(workflow, n, HumanResponseEvent))
-    start = f"event:{workflow.start_event_class.__name__}"
-    layer: dict[str, int] = {start: 0}
-    queue = deque([start])
-    while queue:
-        nid = queue.popleft()
-        for target in out[nid]:
-            if target not in layer:
-                layer[target] = layer[nid] + 1
-                queue.append(target)
-    last = max(layer.values(), default=0)
-    for nid in nodes:  # anything still unreachable goes after the rest
-        if nid not in layer:
-            last += 1
-            layer[nid] = last
-    columns: dict[int, list[str]] = {}
-    for nid in sorted(nodes, key=lambda n: (layer[n], n)):
-        columns.setdefault(layer[nid], []).append(nid)
-    pos: dict[str, tuple[int, int]] = {}
-    for col, ids in columns.items():
-        for row, nid in enumerate(ids):
-            pos[nid] = (10 + col * COL_W, 10 + row * ROW_H)
-    width = 20 + (max(columns) + 1) * COL_W
-    height = 20 + max(len(ids) for ids in columns.values()) * ROW_H
-    parts = [
-        f'<svg class="wf-graph" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        'role="img" aria-label="workflow graph">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
-        'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" /></marker></defs>',
-    ]
-    for e in graph["edges"]:
-        (x1, y1), (x2, y2) = pos[e["source"]], pos[e["target"]]
-        back = x2 <= x1
-        sx, sy = x1 + BOX_W, y1 + BOX_H // 2
-        tx, ty = (x2 if not back else x2 + BOX_W // 2), (y2 + BOX_H // 2 if not back else y2 + BOX_H)
-        if back:
-            sx, sy = x1 + BOX_W // 2, y1 + BOX_H
-            path = f"M {sx} {sy} C {sx} {sy + 30}, {tx} {ty + 30}, {tx} {ty}"
-        else:
-            path = f"M {sx} {sy} C {sx + 20} {sy}, {tx - 20} {ty}, {tx} {ty}"
-        parts.append(f'<path class="edge" d="{path}" marker-end="url(#arrow)" />')
-    for nid, node in nodes.items():
-        x, y = pos[nid]
-        label = escape(node["label"])
+    dot = graphviz.Digraph(
+        graph_attr={"rankdir": "LR", "nodesep": "0.3", "ranksep": "0.45", "bgcolor": "transparent"},
+        node_attr={"fontname": FONT},
+        edge_attr={"arrowsize": "0.7"},
+    )
+    ids: dict[str, str] = {}
+    accepts: dict[str, list[str]] = {}
+    for i, node in enumerate(graph["nodes"]):
+        ids[node["id"]] = f"n{i}"
+        label = node["label"]
         if node["kind"] == "step":
-            parts.append(
-                f'<g class="node step" data-step="{label}"><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" '
-                f'rx="6" /><text x="{x + BOX_W // 2}" y="{y + 22}" text-anchor="middle">{label}</text></g>'
+            dot.node(
+                f"n{i}",
+                label=label,
+                shape="box",
+                style="rounded",
+                fontsize=str(STEP_FONT_SIZE),
+                id=f"step-{label}",
+                href=f"?step={quote(label)}#checkpoints",
+                tooltip=f"step {label}: show its checkpoints",
+                **{"class": "step"},
             )
         else:
-            parts.append(
-                f'<g class="node event" data-event="{label}"><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" '
-                f'rx="17" /><text x="{x + BOX_W // 2}" y="{y + 22}" text-anchor="middle">{label}</text></g>'
+            dot.node(
+                f"n{i}",
+                label=label,
+                shape="ellipse",
+                fontsize=str(EVENT_FONT_SIZE),
+                id=f"event-{label}",
+                tooltip=f"event {label}",
+                **{"class": "event"},
             )
-    parts.append("</svg>")
-    return "".join(parts)
+    for e in graph["edges"]:
+        dot.edge(ids[e["source"]], ids[e["target"]])
+        if e["source"].startswith("event:"):
+            accepts.setdefault(e["source"].removeprefix("event:"), []).append(e["target"].removeprefix("step:"))
+    # A human's answer follows the question: an invisible edge ranks it after it.
+    events = [n["label"] for n in graph["nodes"] if n["kind"] == "event"]
+    for asked in (e for e in events if _is(workflow, e, InputRequiredEvent)):
+        for answer in (e for e in events if _is(workflow, e, HumanResponseEvent)):
+            dot.edge(ids[f"event:{asked}"], ids[f"event:{answer}"], style="dashed", constraint="true")
+    try:
+        raw = dot.pipe(format="svg", encoding="utf-8")
+    except graphviz.ExecutableNotFound:
+        raise DiagramUnavailable(DOT_MISSING) from None
+    except Exception as exc:  # a crash or a timeout of dot: the page still shows the rest
+        raise DiagramUnavailable(f"Graphviz could not lay out this workflow: {exc}") from None
+    return Diagram(svg=_clean(raw), accepts=accepts)
+
+
+_PT = re.compile(r'<svg width="([\d.]+)pt" height="([\d.]+)pt"')
+
+
+def _clean(raw: str) -> str:
+    """dot's SVG as an inline element: no XML prolog, comments or node titles (hover shows
+    the links' tooltips instead), and sized in px so that one unit is one CSS pixel."""
+    svg = raw[raw.index("<svg") :]
+    svg = re.sub(r"<!--.*?-->\n?", "", svg, flags=re.S)
+    svg = re.sub(r"<title>.*?</title>\n?", "", svg, flags=re.S)
+    m = re.search(r'viewBox="[\d.]+ [\d.]+ ([\d.]+) ([\d.]+)"', svg)
+    if m:
+        svg = _PT.sub(f'<svg width="{m.group(1)}px" height="{m.group(2)}px"', svg, count=1)
+    return svg.replace("<svg ", '<svg class="wf-graph" role="img" aria-label="workflow graph" ', 1)
+
+
+FAILED_STEP = re.compile(r"step '([^']+)'")
+
+
+def failed_step(error: str) -> str:
+    """The step a failed run's error names ("step 'fetch' failed: ..."), or ""."""
+    m = FAILED_STEP.search(error or "")
+    return m.group(1) if m else ""
+
+
+@dataclass
+class RunGraph:
+    svg: str | None
+    message: str
+    """Why there is no graph, when there is none."""
+    state: dict[str, Any]
+    """accepts (event type -> steps), done, running and failed steps: the page colours the
+    nodes from it and keeps them coloured from the live messages."""
+
+
+def run_graph(run: Run, done: list[str]) -> RunGraph:
+    """The run's workflow graph with its steps' status: `done` have checkpoints; `running`
+    were in flight at the latest checkpoint or accept its output (while the run runs);
+    `failed` is the step a failed run's error names."""
+    try:
+        workflow = registry.get_workflow(run.workflow)
+    except Exception:  # a workflow removed from the registry still shows its history
+        return RunGraph(None, "This workflow is no longer registered: its graph cannot be drawn.", {})
+    try:
+        diagram = workflow_diagram(workflow)
+    except DiagramUnavailable as exc:
+        return RunGraph(None, str(exc), {})
+    running: list[str] = []
+    if run.status == "running":
+        latest = Checkpoint.objects.filter(run=run).defer("input_event").order_by("-seq").first()
+        if latest is None:
+            running = list(diagram.accepts.get(workflow.start_event_class.__name__, []))
+        else:
+            running = list(diagram.accepts.get(latest.output_event_type, []))
+            try:
+                running += [str(e.get("step")) for e in latest.context_state().get("in_flight", []) if e.get("step")]
+            except Exception:  # a damaged row: what its output implies is still shown
+                pass
+    failed = failed_step(run.error) if run.status == "failed" else ""
+    state = {"accepts": diagram.accepts, "done": done, "running": sorted(set(running)), "failed": failed}
+    return RunGraph(_coloured(diagram.svg, state), "", state)
+
+
+def _coloured(svg: str, state: dict[str, Any]) -> str:
+    """Status classes on the step nodes, so the graph reads right before (or without) JS."""
+    classes: dict[str, list[str]] = {}
+    for step in state["done"]:
+        classes.setdefault(step, []).append("done")
+    for step in state["running"]:
+        classes.setdefault(step, []).append("running")
+    if state["failed"]:
+        classes.setdefault(state["failed"], []).append("failed")
+    for step, names in classes.items():
+        node = f'id="step&#45;{escape(step)}" class="node step"'
+        svg = svg.replace(node, f'{node[:-1]} {" ".join(names)}"', 1)
+    return svg

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.db import connections
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
@@ -32,6 +34,49 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise FilterError(f"{what} must be a UUID, got {value[:60]!r}") from None
+
+
+MIN_PREFIX = 6
+_HEX = re.compile(rf"^[0-9a-f]{{{MIN_PREFIX},32}}$")
+# How many matches an ambiguous prefix reports exactly; past it, "more than".
+AMBIGUOUS_SHOWN = 10
+
+
+def id_range(value: str, what: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The smallest and largest UUID starting with `value`: a whole id (with or without dashes)
+    or a prefix of at least MIN_PREFIX hex digits."""
+    digits = value.strip().strip("\"'").lower().replace("-", "")
+    if not _HEX.match(digits):
+        raise FilterError(
+            f"{what} must be a UUID or an id prefix of at least {MIN_PREFIX} hex digits, got {value[:60]!r}"
+        )
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
+def id_prefix_q(value: str, what: str, field: str = "id") -> Q:
+    """Rows whose `field` starts with the id prefix `value`: a range on the field's index.
+
+    Django stores a UUID as 32 lowercase hex characters on SQLite and as `uuid` on
+    PostgreSQL; both order like the hex string, so the range is exactly the prefix.
+    """
+    low, high = id_range(value, what)
+    return Q(**{f"{field}__gte": low, f"{field}__lte": high})
+
+
+def resolve_id(qs: QuerySet[Any], value: str, what: str, noun: str) -> uuid.UUID:
+    """The one id of `qs` that `value` (a whole id or a prefix) names; FilterError when none or
+    several do. A whole id is returned without a query: it names at most one row."""
+    low, high = id_range(value, what)
+    if low == high:
+        return low
+    found = list(qs.filter(pk__gte=low, pk__lte=high).order_by().values_list("pk", flat=True)[: AMBIGUOUS_SHOWN + 1])
+    shown = value.strip()[:36]
+    if not found:
+        raise FilterError(f"no {noun} has an id starting with {shown!r}")
+    if len(found) > 1:
+        many = f"more than {AMBIGUOUS_SHOWN}" if len(found) > AMBIGUOUS_SHOWN else str(len(found))
+        raise FilterError(f"{what} id prefix {shown!r} matches {many} {noun}s; type more characters")
+    return uuid.UUID(str(found[0]))
 
 
 def name(value: str, what: str) -> str:
@@ -124,7 +169,7 @@ def run_filters(params: Any) -> tuple[QuerySet[Run], dict[str, str]]:
         qs = qs.filter(status=status)
         active["status"] = status
     if parent := params.get("parent", "").strip():
-        qs = qs.filter(parent_checkpoint__run_id=_uuid(parent, "parent"))
+        qs = qs.filter(parent_checkpoint__run_id=resolve_id(Run.objects.all(), parent, "parent", "run"))
         active["parent"] = parent
     if since := params.get("since", "").strip():
         qs = qs.filter(created_at__gte=parse_since(since))
@@ -153,18 +198,86 @@ CHECKPOINT_FILTERS = {
 }
 
 
+# What the explorer shows and the API accepts for "no output event" (stored as "").
+NO_OUTPUT = "None"
+
+
 def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str]]:
-    """Checkpoints matching every given filter (AND): workflow, run, step, input/output event type."""
+    """Checkpoints matching every given filter (AND): workflow, run (an id or a prefix), step,
+    input/output event type (`output_event_type=None`: steps that returned no event)."""
     qs = Checkpoint.objects.defer("input_event", "output_event", "state")
     active: dict[str, str] = {}
     if run := params.get("run", "").strip():
-        qs = qs.filter(run_id=_uuid(run, "run"))
+        qs = qs.filter(run_id=resolve_id(Run.objects.all(), run, "run", "run"))
         active["run"] = run
     for param, field in CHECKPOINT_FILTERS.items():
         if value := params.get(param, "").strip():
-            qs = qs.filter(**{field: name(value, param)})
+            name(value, param)
+            stored = "" if param == "output_event_type" and value == NO_OUTPUT else value
+            qs = qs.filter(**{field: stored})
             active[param] = value
     if since := params.get("since", "").strip():
         qs = qs.filter(created_at__gte=parse_since(since))
         active["since"] = since
     return qs, active
+
+
+# Counts per step and event type read at most this many of the newest matching checkpoints:
+# a GROUP BY over a million-row table on every page load would take seconds.
+COUNT_CAP = 10_000
+
+
+@dataclass
+class Counts:
+    steps: list[tuple[str, int]]
+    input_types: list[tuple[str, int]]
+    output_types: list[tuple[str, int]]
+    total: int
+    capped: bool  # True: counted over the newest COUNT_CAP matches only
+
+
+def checkpoint_counts(qs: QuerySet[Checkpoint], cap: int = COUNT_CAP) -> Counts:
+    """Matches per step, input type and output type (no output as NO_OUTPUT), over at most
+    `cap` of the newest rows of `qs`: one bounded query, grouped by the database."""
+    columns = ("last_completed_step", "input_event_type", "output_event_type")
+    newest = qs.order_by("-created_at", "-id").values_list(*columns)[:cap]
+    inner, params = newest.query.sql_with_params()
+    with connections[qs.db].cursor() as cursor:
+        outer = ", ".join(columns)
+        cursor.execute(f"SELECT {outer}, COUNT(*) FROM ({inner}) newest GROUP BY {outer}", params)  # noqa: S608
+        groups = cursor.fetchall()
+    tallies: list[Counter[str]] = [Counter(), Counter(), Counter()]
+    for *values, n in groups:
+        for tally, value in zip(tallies, values, strict=True):
+            tally[value or NO_OUTPUT] += n
+    total = sum(n for *_, n in groups)
+
+    def ranked(tally: Counter[str]) -> list[tuple[str, int]]:
+        return sorted(tally.items(), key=lambda item: (-item[1], item[0]))
+
+    steps, input_types, output_types = (ranked(t) for t in tallies)
+    return Counts(steps, input_types, output_types, total=total, capped=total >= cap)
+
+
+@dataclass
+class Suggestions:
+    workflows: list[str]
+    steps: list[str]
+    event_types: list[str]
+
+
+def suggestions() -> Suggestions:
+    """What the explorer's boxes autocomplete: names the registered workflows know (no DISTINCT
+    over the table), with NO_OUTPUT among the event types."""
+    from . import registry
+
+    steps: set[str] = set()
+    types: set[str] = set()
+    for workflow_name in registry.names():
+        try:
+            workflow = registry.get_workflow(workflow_name)
+        except Exception:  # a misconfigured entry must not break the page
+            continue
+        steps.update(workflow.steps)
+        types.update(workflow.event_registry.names())
+    return Suggestions(registry.names(), sorted(steps), [*sorted(types), NO_OUTPUT])

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 
 from wfdash.workflow import StartEvent, Workflow
 
 from .inputs import InputError, reject_nul
 
 MAX_JSON = 256 * 1024
+JSON_INPUT = "input"
 
 
 class JSONObjectField(forms.CharField):
@@ -68,7 +71,8 @@ def _field_for(annotation: Any, required: bool, default: Any) -> forms.Field:
 
 
 class StartRunForm(forms.Form):
-    """Typed start events get one field per model field; plain StartEvent a JSON object box."""
+    """Typed start events get one field per model field, plus an optional JSON box that
+    replaces them; a plain StartEvent gets the JSON box alone."""
 
     def __init__(self, workflow: Workflow, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,14 +91,31 @@ class StartRunForm(forms.Form):
             if field.help_text == "JSON":
                 self.json_fields.add(name)
             self.fields[name] = field
+        self.fields[JSON_INPUT] = JSONObjectField(
+            label="Or the whole start event as JSON (replaces the fields above)",
+            widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
+        )
+
+    def uses_json(self) -> bool:
+        return self.free_form or bool((self.data.get(JSON_INPUT) or "").strip())
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if not self.free_form and self.uses_json():
+            # The JSON box replaces the fields: their own errors (a required field left
+            # empty) do not apply; the start event's validation judges the JSON.
+            for name in list(self.errors):
+                if name not in (JSON_INPUT, NON_FIELD_ERRORS):
+                    del self.errors[name]
+        return cleaned
 
     def start_fields(self) -> dict[str, Any]:
         """The start event's fields from cleaned data (call after is_valid())."""
-        if self.free_form:
-            return self.cleaned_data.get("input") or {}
+        if self.uses_json():
+            return self.cleaned_data.get(JSON_INPUT) or {}
         data: dict[str, Any] = {}
         for name, value in self.cleaned_data.items():
-            if value is None or value == "":
+            if name == JSON_INPUT or value is None or value == "":
                 continue
             if name in self.json_fields:
                 try:
@@ -113,3 +134,69 @@ class EditForkForm(forms.Form):
 
 class RespondForm(forms.Form):
     response = forms.CharField(max_length=10_000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+def workflow_doc(workflow: Workflow) -> str:
+    """The workflow class's own docstring ("" when it has none: not Workflow's)."""
+    doc = type(workflow).__dict__.get("__doc__")
+    return inspect.cleandoc(doc) if isinstance(doc, str) else ""
+
+
+def describe_start_event(workflow: Workflow) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The start event's fields for people (name, type, default, limits, description) and an
+    example input: each field's first example, else its default, else a placeholder."""
+    cls = workflow.start_event_class
+    if cls is StartEvent or not cls.model_fields:
+        return [], {}
+    schema = cls.model_json_schema()
+    properties = schema.get("properties", {})
+    required = set(schema.get("required", []))
+    rows: list[dict[str, Any]] = []
+    example: dict[str, Any] = {}
+    for name, info in cls.model_fields.items():
+        prop = properties.get(name, {})
+        kind = _type_name(prop)
+        rows.append(
+            {
+                "name": name,
+                "type": kind,
+                "required": name in required,
+                "default": None if name in required else json.dumps(prop.get("default", info.default)),
+                "limits": _limits(prop),
+                "description": info.description or "",
+            }
+        )
+        if info.examples:
+            example[name] = info.examples[0]
+        elif name not in required:
+            example[name] = prop.get("default", info.default)
+        else:
+            example[name] = _PLACEHOLDERS.get(kind, None)
+    return rows, example
+
+
+_PLACEHOLDERS: dict[str, Any] = {"string": "…", "integer": 1, "number": 1.0, "boolean": True, "object": {}, "array": []}
+
+
+def _type_name(prop: dict[str, Any]) -> str:
+    if "type" in prop:
+        return str(prop["type"])
+    options = [str(o.get("type", "any")) for o in prop.get("anyOf", [])]
+    return " or ".join(options) if options else "any"
+
+
+def _limits(prop: dict[str, Any]) -> str:
+    parts = []
+    bounds = (
+        ("minimum", "≥ {}"),
+        ("exclusiveMinimum", "> {}"),
+        ("maximum", "≤ {}"),
+        ("exclusiveMaximum", "< {}"),
+        ("minLength", "at least {} characters"),
+        ("maxLength", "at most {} characters"),
+    )
+    for key, text in bounds:
+        if key in prop:
+            value = prop[key]
+            parts.append(text.format(f"{value:,}" if isinstance(value, int) else value))
+    return ", ".join(parts)

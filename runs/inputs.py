@@ -21,6 +21,10 @@ class InputError(ValueError):
     """Bad user input; the message is shown as is."""
 
 
+class WorkflowUnavailable(InputError):
+    """The workflow cannot run on this server as configured (e.g. it needs an LLM and none is set)."""
+
+
 # Deeper JSON than this is refused: nothing legitimate nests so deep, and Python's
 # recursive encoders and validators fail on 100,000 levels.
 MAX_DEPTH = 64
@@ -68,8 +72,23 @@ def workflow_named(name: str) -> Workflow:
         raise InputError(str(exc)) from None
 
 
+def unavailable_reason(workflow: Workflow) -> str | None:
+    """Why `workflow` cannot run here, or None: a workflow holding an `LLM` needs one configured."""
+    from wfdash import llm
+
+    if llm.is_configured():
+        return None
+    for klass in type(workflow).__mro__:
+        if any(isinstance(value, llm.LLM) for value in vars(klass).values()):
+            return f"this workflow calls an LLM, and {llm.NOT_CONFIGURED}"
+    return None
+
+
 def start_event(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:
-    """The encoded start event for `fields`, validated against the workflow's start event class."""
+    """The encoded start event for `fields`, validated against the workflow's start event class;
+    refused when the workflow cannot run here (a run that would fail at its first step)."""
+    if reason := unavailable_reason(workflow):
+        raise WorkflowUnavailable(reason)
     reject_nul(fields, "the input")
     try:
         ev = validate_event(workflow.start_event_class, fields)

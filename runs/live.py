@@ -41,6 +41,7 @@ class CheckpointMessage(TypedDict):
     duration_ms: float
     llm_calls: int
     tokens: int
+    retries: list[dict[str, Any]]
 
 
 class SkippedMessage(TypedDict):
@@ -83,6 +84,8 @@ def checkpoint_message(c: Checkpoint) -> CheckpointMessage:
         "duration_ms": round(c.duration_ms, 3),
         "llm_calls": len(usage),
         "tokens": sum(int(u.get("prompt_tokens", 0)) + int(u.get("completion_tokens", 0)) for u in usage),
+        # Failed attempts before the one that succeeded: [{"attempt", "error", "duration_ms"}].
+        "retries": c.retries or [],
     }
 
 

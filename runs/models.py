@@ -319,6 +319,11 @@ class Checkpoint(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     duration_ms = models.FloatField(default=0.0)
     usage = models.JSONField(null=True, blank=True, help_text="LLM calls made by the step.")
+    retries = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Attempts of the step that raised before the one that succeeded: attempt, error, duration_ms.",
+    )
 
     class Meta:
         ordering = ["run", "seq"]

@@ -405,6 +405,7 @@ class DatabaseCheckpointStore:
             "created_at": checkpoint.created_at,
             "duration_ms": checkpoint.duration_ms,
             "usage": checkpoint.usage or None,
+            "retries": checkpoint.retries or None,
         }
         op = _CheckpointWrite(values, blobs, self.owner, checkpoint.usage or [])
         await self._batcher.submit(op)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Exists, IntegerField, Max, Min, OuterRef, Value
+from django.db.models import Count, Exists, IntegerField, Max, Min, OuterRef, Q, Value
 from django.db.models.expressions import ExpressionWrapper, F
 
 from . import live
@@ -33,7 +33,7 @@ HEAVY = ("input_event", "output_event", "state")
 RUN_HEAVY = ("start_event", "result", "pending_input", "fork_edits", "error_traceback")
 
 
-def _seq(params: Mapping[str, Any], key: str) -> int | None:
+def seq_param(params: Mapping[str, Any], key: str) -> int | None:
     value = str(params.get(key, "") or "").strip()
     if not value:
         return None
@@ -71,7 +71,7 @@ class Window:
 def window(run: Run, params: Mapping[str, Any], size: int = WINDOW) -> Window:
     """The window `params` asks for: `before_seq`, `after_seq` or `seq` (jump), each optionally
     narrowed to one `step`; the newest `size` checkpoints when none is given."""
-    before, after, target = _seq(params, "before_seq"), _seq(params, "after_seq"), _seq(params, "seq")
+    before, after, target = seq_param(params, "before_seq"), seq_param(params, "after_seq"), seq_param(params, "seq")
     step = str(params.get("step", "") or "").strip()
     qs = Checkpoint.objects.filter(run=run).defer(*HEAVY)
     if step:
@@ -123,6 +123,8 @@ class Summary:
 
     steps: list[StepCount] = field(default_factory=list)
     gantt: dict[str, Any] = field(default_factory=dict)
+    retried: int = 0
+    """Checkpoints whose step needed more than one attempt (see Checkpoint.retries)."""
 
     @property
     def last_seq(self) -> int:
@@ -136,7 +138,9 @@ class Summary:
 def summary(run: Run, bins: int = GANTT_BINS) -> Summary:
     """Checkpoints per step, and the Gantt's bars: each step's checkpoints grouped into at most
     `bins` consecutive seq ranges of equal width, each bar spanning its checkpoints' times.
-    A bar is [lane, start ms, end ms (both from `t0`), count, first seq, last seq].
+    A bar is [lane, start ms, end ms (both from `t0`), count, first seq, last seq, row, failed
+    attempts' durations (ms, a bar of one checkpoint only)]; `row` is the bar's row within its
+    step's lane: bars of a step that overlap in time (concurrent workers) get rows of their own.
 
     Bins are seq ranges, not time ranges, because integer arithmetic on seq is portable SQL
     (SQLite has no epoch extraction); each bin still carries its times, so bars sit on a time
@@ -146,11 +150,11 @@ def summary(run: Run, bins: int = GANTT_BINS) -> Summary:
     """
     lo, hi = seq_bounds(run)
     if lo is None or hi is None:
-        return Summary(gantt={"t0": None, "lanes": [], "bars": [], "bins": bins})
+        return Summary(gantt={"t0": None, "lanes": [], "rows": [], "bars": [], "bins": bins})
     width = 1
     while (hi - lo) // width >= bins:
         width *= 2
-    key = f"wfdash.timeline.summary.v2.{run.pk}.{bins}"
+    key = f"wfdash.timeline.summary.v3.{run.pk}.{bins}"
     cached = cache.get(key)
     groups: dict[tuple[str, int], list[Any]] = {}
     upto = lo - 1
@@ -180,13 +184,15 @@ SUMMARY_CACHE_SECONDS = 3600
 
 
 def _aggregate(run: Run, lo: int, width: int, after: int, upto: int) -> list[tuple[str, int, list[Any]]]:
-    """[step, bin, [count, first seq, last seq, start ms, end ms]] for seq in (after, upto]."""
+    """[step, bin, [count, first seq, last seq, start ms, end ms, failed attempts' ms]] for seq
+    in (after, upto]."""
     bin_of = ExpressionWrapper((F("seq") - Value(lo)) / Value(width), output_field=IntegerField())
     rows = list(
         Checkpoint.objects.filter(run=run, seq__gt=after, seq__lte=upto)
         .annotate(bin=bin_of)
         .values("last_completed_step", "bin")
         .annotate(n=Count("pk"), first=Min("seq"), last=Max("seq"))
+        .annotate(retried=Count("pk", filter=Q(retries__isnull=False)))
         .order_by()  # no default ordering: it would join the GROUP BY
     )
     # Times come from each bar's first and last checkpoint only, by seq: on SQLite the time
@@ -195,16 +201,24 @@ def _aggregate(run: Run, lo: int, width: int, after: int, upto: int) -> list[tup
     # step completes, so a bar starts at its first one's time minus its duration.
     ends = {r["first"] for r in rows} | {r["last"] for r in rows}
     times = {
-        seq: (_ms(created), duration)
-        for seq, created, duration in Checkpoint.objects.filter(run=run, seq__in=ends).values_list(
-            "seq", "created_at", "duration_ms"
+        seq: (_ms(created), duration, [float(r.get("duration_ms", 0)) for r in retries or [] if isinstance(r, dict)])
+        for seq, created, duration, retries in Checkpoint.objects.filter(run=run, seq__in=ends).values_list(
+            "seq", "created_at", "duration_ms", "retries"
         )
     }
     return [
         (
             r["last_completed_step"],
             r["bin"],
-            [r["n"], r["first"], r["last"], times[r["first"]][0] - times[r["first"]][1], times[r["last"]][0]],
+            [
+                r["n"],
+                r["first"],
+                r["last"],
+                times[r["first"]][0] - times[r["first"]][1],
+                times[r["last"]][0],
+                times[r["first"]][2] if r["n"] == 1 else [],
+                r["retried"],
+            ],
         )
         for r in rows
     ]
@@ -222,11 +236,15 @@ def _merge(groups: dict[tuple[str, int], list[Any]], key: tuple[str, int], g: li
     have[0] += g[0]
     have[1], have[2] = min(have[1], g[1]), max(have[2], g[2])
     have[3], have[4] = min(have[3], g[3]), max(have[4], g[4])
+    have[5] = []  # a bar of several checkpoints shows their count, not each one's attempts
+    have[6] += g[6]
 
 
 def _summary(groups: dict[tuple[str, int], list[Any]], bins: int) -> Summary:
     per_step: dict[str, StepCount] = {}
-    for (step, _), (n, first, last, *_rest) in groups.items():
+    retried = 0
+    for (step, _), (n, first, last, *_rest, step_retried) in groups.items():
+        retried += step_retried
         s = per_step.setdefault(step, StepCount(step, 0, first, last))
         s.count += n
         s.first_seq, s.last_seq = min(s.first_seq, first), max(s.last_seq, last)
@@ -234,10 +252,38 @@ def _summary(groups: dict[tuple[str, int], list[Any]], bins: int) -> Summary:
     lane_of = {s.step: i for i, s in enumerate(steps)}
     t0 = min(g[3] for g in groups.values())
     bars = sorted(
-        [lane_of[step], round(start - t0, 3), round(end - t0, 3), n, first, last]
-        for (step, _), (n, first, last, start, end) in groups.items()
+        [lane_of[step], round(start - t0, 3), round(end - t0, 3), n, first, last, 0, [round(r, 3) for r in retries]]
+        for (step, _), (n, first, last, start, end, retries, _retried) in groups.items()
     )
-    return Summary(steps=steps, gantt={"t0": t0, "lanes": [s.step for s in steps], "bars": bars, "bins": bins})
+    rows = assign_rows(bars)
+    return Summary(
+        steps=steps,
+        retried=retried,
+        gantt={"t0": t0, "lanes": [s.step for s in steps], "rows": rows, "bars": bars, "bins": bins},
+    )
+
+
+GANTT_ROWS = 8  # rows per step at most; later overlapping bars share the last one
+
+
+def assign_rows(bars: list[list[Any]], limit: int = GANTT_ROWS) -> list[int]:
+    """Give each bar (sorted by lane then start) the first row of its lane that is free at its
+    start, as many rows as the step ran at once (up to `limit`); return the rows per lane.
+    live.js does the same for bars it adds."""
+    ends: dict[int, list[float]] = {}
+    for bar in bars:
+        lane, start, end = bar[0], bar[1], bar[2]
+        # Failed attempts are drawn before the bar's start: they occupy the row too.
+        start -= sum(bar[7]) if len(bar) > 7 else 0
+        rows = ends.setdefault(lane, [])
+        row = next((i for i, busy_until in enumerate(rows) if busy_until <= start), None)
+        if row is None:
+            row = len(rows) if len(rows) < limit else limit - 1
+            if row == len(rows):
+                rows.append(end)
+        rows[row] = max(rows[row], end)
+        bar[6] = row
+    return [len(ends.get(lane, [])) or 1 for lane in range(max(ends, default=-1) + 1)]
 
 
 # -- ancestors --------------------------------------------------------------------------
@@ -285,74 +331,3 @@ def forks(run: Run, limit: int = FORKS_SHOWN) -> list[Run]:
     qs = qs.select_related("parent_checkpoint")
     qs = qs.defer(*RUN_HEAVY, *(f"parent_checkpoint__{f}" for f in HEAVY))
     return list(qs.order_by("created_at")[:limit])
-
-
-# -- compare --------------------------------------------------------------------------------
-
-
-@dataclass
-class ComparePage:
-    """Checkpoints of a fork beside its parent's after the fork point, paired by position.
-
-    Seqs are dense from 1 in every run (the checkpointer numbers them), so the fork's
-    checkpoint #k pairs with the parent's #(fork point + k): both windows are seq ranges.
-    """
-
-    pairs: list[dict[str, Any]]
-    """Each with left/right checkpoints, their stores, and which of step, output, store differ."""
-    earlier: int | None
-    """`before_seq` of the "earlier" link (the fork's first position shown), when earlier pairs exist."""
-    later: int | None
-    """`after_seq` of the "later" link (the last position shown), when later pairs exist."""
-    start: int = 1
-    end: int = 0
-
-
-def compare_page(run: Run, params: Mapping[str, Any], size: int = COMPARE_WINDOW) -> ComparePage:
-    """One window of `size` pairs, oldest first: after `after_seq`, before `before_seq`, or the first."""
-    fork_point = run.parent_checkpoint
-    assert fork_point is not None
-    before, after = _seq(params, "before_seq"), _seq(params, "after_seq")
-    offset = fork_point.seq
-    last = max(seq_bounds(run)[1] or 0, (seq_bounds(fork_point.run)[1] or offset) - offset)
-    if before is not None:
-        start = max(1, before - size)
-    elif after is not None:
-        start = after + 1
-    else:
-        start = 1
-    end = min(start + size - 1, last)
-    fields = ("input_event",)  # the store diff needs `state`
-    child = {c.seq: c for c in Checkpoint.objects.filter(run=run, seq__range=(start, end)).defer(*fields)}
-    parent = {
-        c.seq - offset: c
-        for c in Checkpoint.objects.filter(run_id=fork_point.run_id, seq__range=(start + offset, end + offset)).defer(
-            *fields
-        )
-    }
-    pairs = [_pair(parent.get(k), child.get(k)) for k in range(start, end + 1)]
-    return ComparePage(
-        pairs=pairs, earlier=start if start > 1 else None, later=end if end < last else None, start=start, end=end
-    )
-
-
-def _pair(left: Checkpoint | None, right: Checkpoint | None) -> dict[str, Any]:
-    left_store, right_store = _store(left), _store(right)
-    return {
-        "left": left,
-        "right": right,
-        "left_store": left_store,
-        "right_store": right_store,
-        "step_differs": (left and left.last_completed_step) != (right and right.last_completed_step),
-        "output_differs": (left and left.output_event) != (right and right.output_event),
-        "store_differs": left_store != right_store,
-    }
-
-
-def _store(c: Checkpoint | None) -> Any:
-    if c is None:
-        return None
-    try:
-        return c.context_state()["store"]
-    except Exception:  # a damaged row still compares, as unreadable
-        return {"error": "unreadable"}

@@ -47,6 +47,7 @@ def export_run(run: Run) -> dict[str, Any]:
             "created_at": c.created_at.isoformat(),
             "duration_ms": c.duration_ms,
             "usage": c.usage,
+            "retries": c.retries,
         }
         for c in Checkpoint.objects.filter(run=run).order_by("seq").iterator(chunk_size=500)
     ]
@@ -88,6 +89,12 @@ class _Usage(BaseModel):
     completion_tokens: Count = 0
 
 
+class _Retry(_Strict):
+    attempt: Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+    error: Annotated[str, Field(max_length=10_000)]
+    duration_ms: Annotated[float, Field(ge=0, le=MAX_MS)]
+
+
 class _RunDoc(_Strict):
     id: uuid.UUID
     workflow: Name
@@ -119,6 +126,7 @@ class _CheckpointDoc(_Strict):
     created_at: Time
     duration_ms: Annotated[float, Field(ge=0, le=MAX_MS)]
     usage: list[_Usage] | None = None
+    retries: list[_Retry] | None = None
 
 
 class _ExportDoc(BaseModel):
@@ -225,6 +233,7 @@ def import_run(doc: Any) -> Run:
                     created_at=row.created_at,
                     duration_ms=row.duration_ms,
                     usage=[u.model_dump() for u in row.usage] if row.usage is not None else None,
+                    retries=[r.model_dump() for r in row.retries] if row.retries else None,
                 )
             )
         if state is not None:

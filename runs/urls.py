@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<uuid:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<uuid:run_id>/respond/", views.run_respond, name="run-respond"),
     path("runs/<uuid:run_id>/compare/", views.run_compare, name="run-compare"),
+    path("runs/<uuid:run_id>/compare/<uuid:other_id>/", views.run_compare_with, name="run-compare-with"),
     path("checkpoints/", views.checkpoints_explorer, name="checkpoints"),
     path("checkpoints/<uuid:checkpoint_id>/", views.checkpoint_detail, name="checkpoint-detail"),
     path("checkpoints/<uuid:checkpoint_id>/fork/", views.checkpoint_fork, name="checkpoint-fork"),

@@ -10,11 +10,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from wfdash import llm
-
-from . import access, filters, inputs, live, registry, timeline
-from .diagram import workflow_svg
-from .forms import EditForkForm, RespondForm, StartRunForm
+from . import access, compare, diagram, filters, inputs, lineage, live, registry, timeline
+from .forms import EditForkForm, RespondForm, StartRunForm, describe_start_event, workflow_doc
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
 
 ACTIVITY_SHOWN = 50  # the newest; the admin lists them all
@@ -86,7 +83,7 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         "waiting_prompt": _waiting_prompt(run) if run.status == RunStatus.WAITING else None,
     }
     if fragment == "outcome":
-        return render(request, "runs/_outcome.html", context)
+        return render(request, "runs/_outcome.html", {**context, "summary": timeline.summary(run)})
     # The summary first: a checkpoint committed between the two reads then shows in the
     # window, and the live cursor (the larger of both) skips nothing.
     summary = timeline.summary(run)
@@ -95,10 +92,6 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     except filters.FilterError as exc:
         messages.error(request, str(exc))
         return redirect("run-detail", run_id=run.id)
-    try:
-        graph = workflow_svg(registry.get_workflow(run.workflow))
-    except Exception:  # a workflow removed from the registry still shows its history
-        graph = None
     newest_shown = window.first_seq if window.latest and not window.step else None
     context.update(
         summary=summary,
@@ -106,8 +99,9 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         checkpoints=window.checkpoints,
         last_seq=max(summary.last_seq, newest_shown or 0),
         window_size=timeline.WINDOW,
-        inherited=timeline.inherited(run) if window.older is None else [],
-        graph=graph,
+        inherited_sections=timeline.inherited(run) if window.older is None else [],
+        graph=diagram.run_graph(run, [s.step for s in summary.steps]),
+        lineage=lineage.lineage(run),
     )
     return render(request, "runs/detail.html", context)
 
@@ -148,6 +142,7 @@ def run_respond(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
 @access.requires(access.ADD)
 @require_http_methods(["GET", "POST"])
 def run_new(request: HttpRequest) -> HttpResponse:
+    """The start form of one workflow, explaining itself: docstring, fields, an example input."""
     name = request.GET.get("workflow") or request.POST.get("workflow") or ""
     if not name:
         return render(request, "runs/new.html", {"workflows": registry.names(), "form": None})
@@ -156,18 +151,22 @@ def run_new(request: HttpRequest) -> HttpResponse:
     except inputs.InputError as exc:
         return render(request, "runs/new.html", {"workflows": registry.names(), "error": str(exc)}, status=404)
     form = StartRunForm(workflow, request.POST or None)
+    fields, example = describe_start_event(workflow)
     context = {
         "workflows": registry.names(),
         "workflow": name,
         "form": form,
-        "needs_llm": name == "joke" and not llm.is_configured(),
-        "llm_help": llm.NOT_CONFIGURED,
+        "doc": workflow_doc(workflow),
+        "start_event": workflow.start_event_class.__name__,
+        "start_fields": fields,
+        "example": example,
+        "unavailable": inputs.unavailable_reason(workflow),
     }
     if request.method == "POST" and form.is_valid():
-        fields = form.start_fields()
+        fields_in = form.start_fields()
         if not form.errors:
             try:
-                run = start_run(name, fields, user=request.user)
+                run = start_run(name, fields_in, user=request.user)
             except inputs.InputError as exc:
                 form.add_error(None, str(exc))
             else:
@@ -178,35 +177,67 @@ def run_new(request: HttpRequest) -> HttpResponse:
 @access.requires(access.VIEW)
 @require_GET
 def run_compare(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    """A fork beside its parent; any other run gets a form to choose the run to compare with
+    (`?other=` an id or its first characters)."""
     run = _get_run_for_user(request, run_id)
+    other = request.GET.get("other", "").strip()
+    if other:
+        try:
+            found = compare.find_run(run, other)
+        except compare.NotComparable as exc:
+            return _compare_form(request, run, str(exc), status=404)
+        return redirect("run-compare-with", run_id=run.id, other_id=found.id)
     if run.parent_checkpoint is None:
-        messages.warning(request, "This run is not a fork: there is nothing to compare it with.")
-        return redirect("run-detail", run_id=run.id)
+        return _compare_form(request, run, "")
+    return _compare(request, run.parent_checkpoint.run, run)
+
+
+@access.requires(access.VIEW)
+@require_GET
+def run_compare_with(request: HttpRequest, run_id: uuid.UUID, other_id: uuid.UUID) -> HttpResponse:
+    left, right = _get_run_for_user(request, run_id), _get_run_for_user(request, other_id)
+    if left.workflow != right.workflow:
+        message = f"Run {str(right.id)[:8]} is a {right.workflow} run: compare runs of one workflow ({left.workflow})."
+        return _compare_form(request, left, message, status=400)
+    if left.pk == right.pk:
+        return _compare_form(request, left, "Choose another run: a run is identical to itself.", status=400)
+    return _compare(request, left, right)
+
+
+def _compare(request: HttpRequest, left: Run, right: Run) -> HttpResponse:
     try:
-        page = timeline.compare_page(run, request.GET)
+        page = compare.compare_page(left, right, request.GET)
     except filters.FilterError as exc:
         messages.error(request, str(exc))
-        return redirect("run-compare", run_id=run.id)
-    fork_point = run.parent_checkpoint
-    context = {"run": run, "fork_point": fork_point, "parent": fork_point.run, "pairs": page.pairs, "page": page}
-    return render(request, "runs/compare.html", context)
+        return redirect(request.path)
+    return render(request, "runs/compare.html", {"left": left, "right": right, "page": page})
+
+
+def _compare_form(request: HttpRequest, run: Run, error: str, status: int = 200) -> HttpResponse:
+    context = {"run": run, "error": error, "others": compare.recent_others(run), "other": request.GET.get("other", "")}
+    return render(request, "runs/compare_choose.html", context, status=status)
 
 
 @access.requires(access.VIEW)
 @require_GET
 def checkpoints_explorer(request: HttpRequest) -> HttpResponse:
-    context: dict[str, Any] = {"params": request.GET, "workflows": registry.names()}
+    """One dense row per checkpoint, with counts per step and event type for the filter."""
+    context: dict[str, Any] = {"params": request.GET, "suggest": filters.suggestions(), "cap": filters.COUNT_CAP}
     try:
         qs, active = filters.checkpoint_filters(request.GET)
         page = filters.paginate(qs, request.GET.get("before"))
+        counts = filters.checkpoint_counts(qs)
     except filters.FilterError as exc:
-        context.update(error=str(exc), checkpoints=[], active={}, next_cursor=None)
+        context.update(error=str(exc), checkpoints=[], active={}, next_cursor=None, counts=None)
         # htmx swaps only 2xx answers: give it the results box with the error in place.
         if request.htmx:  # type: ignore[attr-defined]
             return render(request, "runs/_explorer_results.html", context)
         return render(request, "runs/explorer.html", context, status=400)
     context.update(
-        checkpoints=[live.checkpoint_message(c) for c in page.rows], active=active, next_cursor=page.next_cursor
+        checkpoints=[live.checkpoint_message(c) for c in page.rows],
+        active=active,
+        next_cursor=page.next_cursor,
+        counts=counts,
     )
     template = "runs/_explorer_results.html" if request.htmx else "runs/explorer.html"  # type: ignore[attr-defined]
     return render(request, template, context)

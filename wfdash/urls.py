@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from runs import views
 from runs.api import api
@@ -10,6 +12,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("healthz", views.healthz, name="healthz"),
+    # Browsers ask for it on a first visit whatever the page links to.
+    path("favicon.ico", RedirectView.as_view(url=static("wfdash/favicon.svg"), permanent=True)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("runs.urls")),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ConfigDict, Field
+
 from wfdash.workflow import (
     Context,
     Event,
@@ -14,17 +16,28 @@ from wfdash.workflow import (
 )
 
 
+class ApprovalStart(StartEvent):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(
+        default="the quarterly report",
+        min_length=1,
+        max_length=200,
+        description='What the drafted message announces, e.g. "the launch plan".',
+    )
+
+
 class Draft(Event):
     text: str
 
 
 class ApprovalFlow(Workflow):
-    """Start with `subject`; answer "yes" to send the draft, anything else to drop it."""
+    """Drafts a message about `subject`, then waits for a human: answer "yes" to send the
+    draft, anything else to drop it."""
 
     @step
-    async def draft(self, ev: StartEvent, ctx: Context) -> Draft:
-        subject = str(getattr(ev, "subject", "the quarterly report"))
-        return Draft(text=f"Hello team, please find {subject} attached.")
+    async def draft(self, ev: ApprovalStart, ctx: Context) -> Draft:
+        return Draft(text=f"Hello team, please find {ev.subject} attached.")
 
     @step
     async def ask(self, ev: Draft, ctx: Context) -> InputRequiredEvent:

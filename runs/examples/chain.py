@@ -16,13 +16,14 @@ class Tick(Event):
 class ChainStart(StartEvent):
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(default=3, ge=1, le=100_000)
-    sleep: float = Field(default=0.0, ge=0, le=60)
-    payload: str = ""
+    steps: int = Field(default=3, ge=1, le=100_000, description="How many ticks run, one after another.")
+    sleep: float = Field(default=0.0, ge=0, le=60, description="Seconds each tick sleeps.")
+    payload: str = Field(default="", description="Kept in the store unchanged (to test large state).")
 
 
 class ChainFlow(Workflow):
-    """`steps` ticks, each sleeping `sleep` seconds; `payload` is kept in the store unchanged."""
+    """A loop of `steps` ticks, each sleeping `sleep` seconds; `payload` is kept in the store
+    unchanged. Used by tests and benchmarks."""
 
     @step
     async def begin(self, ev: ChainStart, ctx: Context) -> Tick:

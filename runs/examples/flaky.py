@@ -6,6 +6,8 @@ latest checkpoint with the store edit {"fixed": true} to retry after the fix.
 
 from __future__ import annotations
 
+from pydantic import ConfigDict, Field
+
 from wfdash.workflow import ConstantDelayRetryPolicy, Context, Event, StartEvent, StopEvent, Workflow, step
 
 
@@ -13,12 +15,30 @@ class Fetched(Event):
     attempts: int
 
 
+class FlakyStart(StartEvent):
+    model_config = ConfigDict(extra="forbid")
+
+    failures: int = Field(
+        default=2,
+        ge=0,
+        le=100,
+        description="How many attempts of `fetch` fail before one succeeds (4 attempts are allowed).",
+    )
+
+
+class FailingStart(StartEvent):
+    model_config = ConfigDict(extra="forbid")
+
+    fixed: bool = Field(default=False, description="Start with the bug already fixed: `process` then succeeds.")
+
+
 class FlakyFlow(Workflow):
-    """Start with `failures` (default 2): how many attempts fail before one succeeds."""
+    """A step that fails on its first `failures` attempts and succeeds under its retry policy
+    (4 attempts, 0.1 s apart): more than 3 failures fail the run."""
 
     @step
-    async def prepare(self, ev: StartEvent, ctx: Context) -> Fetched:
-        await ctx.store.set("failures", int(getattr(ev, "failures", 2)))
+    async def prepare(self, ev: FlakyStart, ctx: Context) -> Fetched:
+        await ctx.store.set("failures", ev.failures)
         return Fetched(attempts=0)
 
     @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=4, delay=0.1))
@@ -31,11 +51,12 @@ class FlakyFlow(Workflow):
 
 
 class AlwaysFailingFlow(Workflow):
-    """Fails in `process` until the store holds {"fixed": true}."""
+    """Fails in `process` until the store holds {"fixed": true}: fork its latest checkpoint
+    with that store edit to retry after the fix."""
 
     @step
-    async def prepare(self, ev: StartEvent, ctx: Context) -> Fetched:
-        await ctx.store.set("fixed", bool(getattr(ev, "fixed", False)))
+    async def prepare(self, ev: FailingStart, ctx: Context) -> Fetched:
+        await ctx.store.set("fixed", ev.fixed)
         return Fetched(attempts=0)
 
     @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=2, delay=0.05))

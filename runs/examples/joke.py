@@ -11,7 +11,7 @@ from wfdash.workflow import Event, StartEvent, StopEvent, Workflow, step
 class JokeStart(StartEvent):
     model_config = ConfigDict(extra="forbid")
 
-    topic: str = Field(min_length=1, max_length=200)
+    topic: str = Field(min_length=1, max_length=200, description="What the joke is about.", examples=["chemistry"])
 
 
 class JokeEvent(Event):
@@ -19,6 +19,8 @@ class JokeEvent(Event):
 
 
 class JokeFlow(Workflow):
+    """Asks an LLM for a joke about `topic`, then for a critique of that joke (two calls)."""
+
     llm = LLM()
 
     @step

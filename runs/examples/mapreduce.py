@@ -12,10 +12,14 @@ from wfdash.workflow import Context, Event, StartEvent, StopEvent, Workflow, ste
 class MapStart(StartEvent):
     model_config = ConfigDict(extra="forbid")
 
-    items: int = Field(default=100, ge=1, le=100_000)
-    sleep: float = Field(default=0.0, ge=0, le=60)
-    text: str = Field(default="a document of about a hundred bytes, standing in for real work", max_length=10_000)
-    label: str = Field(default="", max_length=200)
+    items: int = Field(default=100, ge=1, le=100_000, description="How many documents to map.")
+    sleep: float = Field(default=0.0, ge=0, le=60, description="Seconds each map step sleeps.")
+    text: str = Field(
+        default="a document of about a hundred bytes, standing in for real work",
+        max_length=10_000,
+        description="Each document's text.",
+    )
+    label: str = Field(default="", max_length=200, description="Copied into the result (fork with a store edit).")
 
 
 class Item(Event):

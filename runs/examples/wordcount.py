@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
+from pydantic import ConfigDict, Field
+
 from wfdash.workflow import Context, Event, StartEvent, StopEvent, Workflow, step
 
 SAMPLE = (
     "Workflows are made of steps. Each step takes an event and returns the next one. "
     "A checkpoint is recorded when a step completes, so any run can be replayed or forked."
 )
+
+
+class WordCountStart(StartEvent):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(default=SAMPLE, max_length=1_000_000, description="The text whose words are counted.")
+    chunks: int = Field(default=4, ge=1, le=10_000, description="How many pieces the text is split into.")
 
 
 class Chunk(Event):
@@ -23,13 +32,13 @@ class Counted(Event):
 
 
 class WordCountFlow(Workflow):
-    """Start with `text` and optional `chunks` (default 4)."""
+    """Splits `text` into `chunks` pieces, counts their words in parallel (4 workers) and
+    adds the counts up once every piece is counted (a fan-out and a fan-in)."""
 
     @step
-    async def split(self, ev: StartEvent, ctx: Context) -> Chunk | None:
-        text = str(getattr(ev, "text", SAMPLE))
-        words = text.split()
-        parts = max(1, min(int(getattr(ev, "chunks", 4)), len(words) or 1))
+    async def split(self, ev: WordCountStart, ctx: Context) -> Chunk | None:
+        words = ev.text.split()
+        parts = max(1, min(ev.chunks, len(words) or 1))
         size = -(-len(words) // parts) if words else 1
         chunks = [" ".join(words[i : i + size]) for i in range(0, len(words), size)] or [""]
         await ctx.store.set("chunks", len(chunks))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django import template
 from django.utils.html import escape
@@ -56,11 +57,33 @@ def json_pretty(value: Any) -> str:
 
 
 @register.filter
+def json_compact(value: Any) -> str:
+    """One-line JSON, as typed on a command line (escaped by the template like any text)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+@register.filter
 def ms(value: Any) -> str:
     """Milliseconds as a short human duration."""
     if value is None or value == "":
         return "–"
-    v = float(value)
+    return format_ms(float(value))
+
+
+@register.filter
+def short_id(value: Any) -> str:
+    """The first 8 characters of an id: enough to find it (ids are accepted by prefix)."""
+    return str(value)[:8]
+
+
+@register.simple_tag
+def query_with(active: dict[str, str], key: str, value: str) -> str:
+    """The query string of the filters in `active` with `key` set to `value` (URL-encoded)."""
+    return urlencode({**active, key: value})
+
+
+def format_ms(v: float) -> str:
+    """Milliseconds as "51.2 ms", "320 µs", "1.50 s" or "2.1 min"."""
     if v < 1:
         return f"{v * 1000:.0f} µs"
     if v < 1000:

@@ -289,3 +289,52 @@ def test_it_documents_list_items_apart_from_full_runs(api: Client) -> None:
     assert schemas["RunPage"]["properties"]["items"]["items"]["$ref"].endswith("/RunListItem")
     assert {"result_preview", "result_truncated", "url"} <= set(schemas["RunListItem"]["properties"])
     assert "result" not in schemas["RunListItem"]["properties"] and "result" in schemas["RunOut"]["properties"]
+
+
+# -- ids by prefix, "no output", workflows that cannot run here ------------------------
+
+
+def test_it_filters_checkpoints_by_a_run_id_prefix(api: Client, finished: Run) -> None:
+    start_run("chain", {"steps": 1})
+    response = api.get("/api/checkpoints/", {"run": finished.id.hex[:8]})
+    assert response.status_code == 200
+    assert {c["run_id"] for c in response.json()["items"]} == {str(finished.id)}
+
+
+def test_it_explains_an_unknown_run_prefix(api: Client, finished: Run) -> None:
+    prefix = "0123456" if not finished.id.hex.startswith("0123456") else "fedcba9"
+    body = _error(api.get("/api/checkpoints/", {"run": prefix}), 400, "bad_filter")
+    assert body["message"] == f"no run has an id starting with '{prefix}'"
+
+
+def test_it_explains_an_ambiguous_parent_prefix(api: Client) -> None:
+    Run.objects.create(id=uuid.UUID("abcdef01-0000-4000-8000-000000000001"), workflow="chain")
+    Run.objects.create(id=uuid.UUID("abcdef02-0000-4000-8000-000000000002"), workflow="chain")
+    body = _error(api.get("/api/runs/", {"parent": "abcdef"}), 400, "bad_filter")
+    assert body["message"] == "parent id prefix 'abcdef' matches 2 runs; type more characters"
+
+
+def test_it_lists_forks_of_a_parent_given_by_prefix(api: Client, finished: Run) -> None:
+    fork = Run.objects.create(workflow="chain", parent_checkpoint=finished.checkpoints.get(seq=1))
+    response = api.get("/api/runs/", {"parent": str(finished.id)[:13]})
+    assert [r["id"] for r in response.json()["items"]] == [str(fork.id)]
+
+
+def test_it_filters_checkpoints_without_an_output_event(api: Client, finished: Run) -> None:
+    finished.checkpoints.filter(seq=1).update(output_event_type="", output_event=None)
+    response = api.get("/api/checkpoints/", {"output_event_type": "None"})
+    assert [c["seq"] for c in response.json()["items"]] == [1]
+
+
+def test_it_refuses_to_start_joke_without_an_llm(api: Client, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    body = _error(_post(api, "/api/runs/", {"workflow": "joke", "input": {"topic": "cats"}}), 409, "unavailable")
+    assert body["field"] == "workflow" and "no LLM is configured" in body["message"]
+    assert Run.objects.count() == 0
+
+
+def test_it_refuses_unknown_start_keys_naming_them(api: Client) -> None:
+    body = _error(_post(api, "/api/runs/", {"workflow": "approval", "input": {"text": "x"}}), 422, "invalid")
+    assert body["message"] == "invalid ApprovalStart: text: Extra inputs are not permitted"
+    assert Run.objects.count() == 0

@@ -143,3 +143,12 @@ async def test_it_writes_records_whose_size_does_not_grow_with_the_fan_out_width
         deltas = [len(json.dumps(r)) for r in records[2:] if not is_full(r)]
         assert max(deltas) < 1000  # what one step consumed, produced and changed
     assert sizes[2000] < 1.2 * sizes[100], sizes
+
+
+async def test_it_records_the_failed_attempts_before_a_step_succeeded() -> None:
+    ckptr, run_id = await _run(FlakyFlow(), failures=2)
+    fetch = [c for c in ckptr.checkpoints[run_id] if c.last_completed_step == "fetch"][0]
+    assert [r["attempt"] for r in fetch.retries] == [1, 2]
+    assert fetch.retries[0]["error"] == "ConnectionError: upstream unavailable (attempt 1)"
+    assert all(r["duration_ms"] >= 0 for r in fetch.retries)
+    assert ckptr.checkpoints[run_id][0].retries == []  # `prepare` succeeded at once

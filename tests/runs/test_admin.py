@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -364,3 +365,74 @@ def test_it_redirects_to_the_list_for_unknown_or_malformed_ids(admin_client: Cli
         response = admin_client.get(page, follow=True)
         assert response.status_code == 200
         assert any("doesn’t exist" in m for m in page_messages(response))
+
+
+# -- ids by prefix, readable durations, short ids ----------------------------------------
+
+TWIN_A = uuid.UUID("abcdef01-0000-4000-8000-000000000001")
+TWIN_B = uuid.UUID("abcdef02-0000-4000-8000-000000000002")
+
+
+def listed(client: Client, name: str, query: dict[str, str]) -> set[Any]:
+    response = client.get(url(name), query)
+    assert response.status_code == 200
+    return set(response.context["cl"].result_list)
+
+
+def test_it_finds_runs_by_an_id_prefix(admin_client: Client) -> None:
+    a, b = make_run(id=TWIN_A), make_run(id=TWIN_B)
+    make_run()
+    assert listed(admin_client, "run_changelist", {"q": "abcdef01"}) == {a}
+    assert listed(admin_client, "run_changelist", {"q": "abcdef"}) == {a, b}
+
+
+def test_it_finds_checkpoints_by_their_or_their_runs_id_prefix(admin_client: Client) -> None:
+    run = make_run(id=TWIN_A)
+    first, second = make_checkpoint(run), make_checkpoint(run, seq=2)
+    other = make_checkpoint(make_run(), id=uuid.UUID("abcdef99-0000-4000-8000-000000000003"))
+    assert listed(admin_client, "checkpoint_changelist", {"q": "abcdef01"}) == {first, second}
+    assert listed(admin_client, "checkpoint_changelist", {"q": "abcdef99"}) == {other}
+
+
+def test_it_finds_activity_by_a_run_id_prefix(admin_client: Client) -> None:
+    from runs.models import Activity
+
+    mine = Activity.record(make_run(id=TWIN_A), Activity.Action.STARTED)
+    Activity.record(make_run(), Activity.Action.STARTED)
+    assert listed(admin_client, "activity_changelist", {"q": "abcdef01"}) == {mine}
+
+
+def test_it_explains_a_search_that_is_no_id_prefix(admin_client: Client) -> None:
+    make_run(id=TWIN_A)
+    response = admin_client.get(url("run_changelist"), {"q": "abc"})
+    assert set(response.context["cl"].result_list) == set()
+    assert any("its first 6+ hex digits" in m for m in page_messages(response))
+
+
+def test_it_shows_checkpoint_durations_readably(admin_client: Client) -> None:
+    make_checkpoint(make_run(), duration_ms=51.24200015416136)
+    page = admin_client.get(url("checkpoint_changelist")).content.decode()
+    assert "51.2 ms" in page and "51.242" not in page
+
+
+def test_it_shows_a_checkpoints_duration_readably_on_its_page(admin_client: Client) -> None:
+    c = make_checkpoint(make_run(), duration_ms=0.25)
+    page = admin_client.get(url("checkpoint_change", c.pk)).content.decode()
+    assert "250 µs" in page
+
+
+def test_it_shows_short_ids_with_the_whole_id_on_hover(admin_client: Client) -> None:
+    run = make_run(id=TWIN_A)
+    page = admin_client.get(url("run_changelist")).content.decode()
+    assert f'<span class="wfdash-id" title="{TWIN_A}">abcdef01</span>' in page
+    assert f">{TWIN_A}<" not in page
+    assert reverse("admin:runs_run_change", args=[run.pk]) in page
+
+
+def test_it_keeps_list_cells_on_one_line(admin_client: Client) -> None:
+    page = admin_client.get(url("run_changelist")).content.decode()
+    assert "wfdash/admin.css" in page
+    from django.contrib.staticfiles import finders
+
+    css = Path(str(finders.find("wfdash/admin.css"))).read_text()
+    assert "#result_list td, #result_list th { white-space: nowrap; }" in css

@@ -143,3 +143,86 @@ def test_it_refuses_to_fork_a_tampered_checkpoint(finished_run, manage, tamper) 
     before = _counts()
     _assert_refused(manage("fork", str(ckpt.id)), "cannot be restored")
     assert _counts() == before
+
+
+# -- ids by prefix, quiet pipes, one-line errors -------------------------------------------
+
+
+def test_checkpoints_takes_a_run_id_prefix(finished_run, manage) -> None:
+    result = manage("checkpoints", "--run", finished_run.id.hex[:8], "--json")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["seq"] for line in result.stdout.splitlines()] == [1, 2, 3, 4]
+
+
+def test_checkpoints_lists_steps_that_returned_no_event(manage) -> None:
+    run = Run.objects.create(workflow="map")
+    for seq, output in ((1, ""), (2, "Mapped")):
+        Checkpoint.objects.create(
+            run=run, workflow="map", seq=seq, snapshot_seq=seq, last_completed_step="spread",
+            input_event_type="MapStart", output_event_type=output, input_event={}, state={},
+        )  # fmt: skip
+    result = manage("checkpoints", "--output-event-type", "None")
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert "#1" in line and "MapStart -> -" in line
+
+
+def test_fork_takes_a_checkpoint_id_prefix(finished_run, manage) -> None:
+    ckpt = Checkpoint.objects.get(run=finished_run, seq=2)
+    result = manage("fork", str(ckpt.id)[:10])
+    assert result.returncode == 0, result.stderr
+    assert Run.objects.get(pk=result.stdout.strip()).parent_checkpoint_id == ckpt.id
+
+
+def test_exportrun_takes_a_run_id_prefix(finished_run, manage) -> None:
+    result = manage("exportrun", finished_run.id.hex[:6])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["run"]["id"] == str(finished_run.id)
+
+
+def test_an_ambiguous_prefix_is_one_line_naming_how_many_match(manage) -> None:
+    for n in (1, 2, 3):
+        Run.objects.create(id=f"abcdef0{n}-0000-4000-8000-00000000000{n}", workflow="chain")
+    _assert_refused(manage("exportrun", "abcdef"), "run id prefix 'abcdef' matches 3 runs; type more characters")
+
+
+def test_an_unknown_prefix_is_one_line(manage) -> None:
+    _assert_refused(manage("exportrun", "abcdef"), "unknown run 'abcdef'", "no run has an id starting with")
+    _assert_refused(manage("fork", "abcdef"), "unknown checkpoint 'abcdef'")
+    _assert_refused(manage("checkpoints", "--run", "abcdef"), "no run has an id starting with 'abcdef'")
+
+
+def test_startrun_refuses_joke_without_an_llm(manage, subprocess_env) -> None:
+    subprocess_env.pop("OPENAI_API_KEY", None)
+    subprocess_env.pop("OPENAI_BASE_URL", None)
+    _assert_refused(manage("startrun", "joke", "--input", '{"topic": "cats"}'), "calls an LLM", "OPENAI_API_KEY")
+    assert _counts() == (0, 0)
+
+
+def test_startrun_refuses_an_unknown_key_of_approval(manage) -> None:
+    _assert_refused(manage("startrun", "approval", "--input", '{"text": "x"}'), "invalid ApprovalStart: text")
+    assert _counts() == (0, 0)
+
+
+def test_checkpoints_piped_into_head_stops_without_a_traceback(subprocess_env) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = Run.objects.create(workflow="chain")
+    Checkpoint.objects.bulk_create(
+        Checkpoint(
+            run=run, workflow="chain", seq=seq, snapshot_seq=seq, last_completed_step="tick",
+            input_event_type="Tick", output_event_type="Tick", input_event={}, state={},
+        )
+        for seq in range(1, 3001)
+    )  # fmt: skip
+    # 3,000 lines (about 400 KB) overflow the pipe's buffer: the command is still writing when head exits.
+    pipeline = f"{sys.executable} {ROOT / 'manage.py'} checkpoints | head -n 2"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipeline], env=subprocess_env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert len(result.stdout.splitlines()) == 2
+    assert result.stderr == ""
+    assert result.returncode == 0

@@ -219,7 +219,8 @@ def test_it_starts_a_run_from_the_generated_form(client_in: Client, user) -> Non
     assert client_in.get("/runs/new/?workflow=nope").status_code == 404
     free = client_in.post("/runs/new/?workflow=wordcount", {"workflow": "wordcount", "input": '{"text": "a b"}'})
     assert free.status_code == 302
-    assert Run.objects.filter(workflow="wordcount").get().start_event["data"] == {"text": "a b"}
+    # The typed start event fills its defaults.
+    assert Run.objects.filter(workflow="wordcount").get().start_event["data"] == {"text": "a b", "chunks": 4}
     assert client_in.post("/runs/new/?workflow=wordcount", {"input": "[]"}).status_code == 400
     assert Run.objects.count() == 2
 
@@ -421,7 +422,7 @@ def test_it_shows_only_the_last_checkpoints_inherited_from_each_ancestor(client_
     parent = _long_run(30, parent=grandparent.checkpoints.get(seq=40))
     child = _long_run(5, parent=parent.checkpoints.get(seq=20))
     page = client_in.get(f"/runs/{child.id}/")
-    sections = page.context["inherited"]
+    sections = page.context["inherited_sections"]
     assert [(s.run.id, [c["seq"] for c in s.checkpoints]) for s in sections] == [
         (parent.id, [20, 19, 18]),
         (grandparent.id, [40, 39, 38]),
@@ -433,18 +434,18 @@ def test_it_shows_only_the_last_checkpoints_inherited_from_each_ancestor(client_
 def test_it_shows_inherited_checkpoints_only_below_the_oldest_window(client_in: Client) -> None:
     parent = _long_run(10)
     child = _long_run(150, parent=parent.checkpoints.get(seq=5))
-    assert client_in.get(f"/runs/{child.id}/").context["inherited"] == []
-    assert len(client_in.get(f"/runs/{child.id}/", {"before_seq": 51}).context["inherited"]) == 1
+    assert client_in.get(f"/runs/{child.id}/").context["inherited_sections"] == []
+    assert len(client_in.get(f"/runs/{child.id}/", {"before_seq": 51}).context["inherited_sections"]) == 1
 
 
 def test_it_pages_the_compare_view(client_in: Client) -> None:
     parent = _long_run(130)
-    child = _long_run(120, parent=parent.checkpoints.get(seq=10))
+    child = _long_run(120, steps=("tick", "tick"), parent=parent.checkpoints.get(seq=10))
     first = client_in.get(f"/runs/{child.id}/compare/")
-    pairs = [(p["left"].seq, p["right"].seq) for p in first.context["pairs"]]
+    pairs = [(p.left.seq, p.right.seq) for p in first.context["page"].pairs]
     assert pairs == [(10 + k, k) for k in range(1, 51)]
     assert 'href="?after_seq=50"' in first.content.decode() and "earlier-link" not in first.content.decode()
     later = client_in.get(f"/runs/{child.id}/compare/", {"after_seq": 100})
-    pairs = [(p["left"] and p["left"].seq, p["right"].seq) for p in later.context["pairs"]]
+    pairs = [(p.left and p.left.seq, p.right.seq) for p in later.context["page"].pairs]
     assert pairs == [(110 + k, 100 + k) for k in range(1, 21)]  # the parent's last is #130
     assert 'href="?before_seq=101"' in later.content.decode() and "later-link" not in later.content.decode()

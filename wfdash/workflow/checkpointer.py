@@ -18,7 +18,7 @@ from .events import Event
 from .handler import WorkflowHandler
 from .serialization import EventRegistry, encode_event, encode_value, validate_event
 from .snapshots import is_full, materialise
-from .workflow import Restored, Workflow
+from .workflow import Restored, StepDone, Workflow
 
 
 class Checkpoint(BaseModel):
@@ -42,6 +42,8 @@ class Checkpoint(BaseModel):
     created_at: datetime
     duration_ms: float
     usage: list[dict[str, Any]] = []
+    # Attempts of the step that raised before the one that succeeded (its retry policy).
+    retries: list[dict[str, Any]] = []
     # How to reach the earlier records: the previous checkpoint (in memory), or a loader
     # a store provides that returns the complete state.
     _previous: Checkpoint | None = PrivateAttr(default=None)
@@ -88,6 +90,7 @@ class Checkpoint(BaseModel):
             "created_at": self.created_at.isoformat(),
             "duration_ms": self.duration_ms,
             "usage": self.usage,
+            "retries": self.retries,
         }
 
     @classmethod
@@ -108,6 +111,7 @@ class Checkpoint(BaseModel):
                 created_at=_parse_time(record["created_at"]),
                 duration_ms=float(record["duration_ms"]),
                 usage=list(record.get("usage") or []),
+                retries=list(record.get("retries") or []),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SerializationError(f"corrupt checkpoint record: {exc!r}") from None
@@ -349,32 +353,25 @@ class WorkflowCheckpointer:
         async def on_start(ctx: Context) -> None:
             await store.run_started(info)
 
-        async def on_step(
-            ctx: Context,
-            name: str,
-            ev: Event,
-            out: Event | None,
-            seconds: float,
-            usage: list[dict[str, Any]],
-            state: dict[str, Any],
-        ) -> None:
+        async def on_step(ctx: Context, done: StepDone) -> None:
             nonlocal next_seq, snapshot_seq
             # seq is taken before the first await, like the state record, so both
             # describe the moment this step completed (and records stay in seq order).
-            if is_full(state):
+            if is_full(done.state):
                 snapshot_seq = next_seq
             checkpoint = Checkpoint.model_construct(
                 id_=str(uuid.uuid4()),
                 run_id=ctx.run_id,
                 seq=next_seq,
-                last_completed_step=name,
-                input_event=ev,
-                output_event=out,
-                state_record=state,
+                last_completed_step=done.step,
+                input_event=done.input_event,
+                output_event=done.output_event,
+                state_record=done.state,
                 snapshot_seq=snapshot_seq,
                 created_at=datetime.now(UTC),
-                duration_ms=seconds * 1000.0,
-                usage=usage,
+                duration_ms=done.seconds * 1000.0,
+                usage=done.usage,
+                retries=done.retries,
             )
             next_seq += 1
             await store.put_checkpoint(checkpoint, workflow)

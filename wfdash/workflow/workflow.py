@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 from .context import STREAM_END, Context
@@ -22,10 +23,24 @@ from .handler import WorkflowHandler
 from .serialization import EventRegistry
 from .usage import begin_step
 
-# Called once a step completed and before its output is dispatched:
-# (ctx, step name, input event, output event or None, duration in seconds, usage records,
-# the context's state record taken as the step completed: see snapshots.py).
-StepHook = Callable[[Context, str, Event, Event | None, float, list[dict[str, Any]], dict[str, Any]], Awaitable[None]]
+
+@dataclass(slots=True)
+class StepDone:
+    """A completed step, as the checkpoint hook sees it before its output is dispatched."""
+
+    step: str
+    input_event: Event
+    output_event: Event | None
+    seconds: float
+    # LLM calls the step made (see usage.py).
+    usage: list[dict[str, Any]]
+    # The context's state record taken as the step completed (see snapshots.py).
+    state: dict[str, Any]
+    # Attempts that raised before the one that succeeded: {"attempt", "error", "duration_ms"}.
+    retries: list[dict[str, Any]] = field(default_factory=list)
+
+
+StepHook = Callable[[Context, StepDone], Awaitable[None]]
 # Called when a run ends, before awaiting the handler returns: (ctx, result, error).
 FinishHook = Callable[[Context, Any, BaseException | None], Awaitable[None]]
 
@@ -281,12 +296,21 @@ class _Runner:
         started = time.perf_counter()
         usage = begin_step()
         attempts = 0
+        retries: list[dict[str, Any]] = []
         while True:
+            attempt_started = time.perf_counter()
             try:
                 output = await method(**kwargs)
                 break
             except Exception as exc:
                 attempts += 1
+                retries.append(
+                    {
+                        "attempt": attempts,
+                        "error": f"{type(exc).__name__}: {exc}"[:500],
+                        "duration_ms": (time.perf_counter() - attempt_started) * 1000.0,
+                    }
+                )
                 delay = None
                 if cfg.retry_policy is not None:
                     delay = cfg.retry_policy.next(time.perf_counter() - started, attempts, exc)
@@ -315,7 +339,8 @@ class _Runner:
                 self.ctx.hold_output(token, output)
             self.checkpointing += 1
             try:
-                await self.on_step(self.ctx, name, ev, output, time.perf_counter() - started, usage, state)
+                done = StepDone(name, ev, output, time.perf_counter() - started, usage, state, retries)
+                await self.on_step(self.ctx, done)
             except Exception as exc:
                 self._fail(WorkflowRuntimeError(f"step '{name}': checkpoint failed: {exc}", step=name), exc)
                 return

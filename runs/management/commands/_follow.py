@@ -9,6 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from runs.models import Run, RunStatus
 
+from ._ids import one_line
+
 
 def report(command: BaseCommand, run: Run, wait: bool, timeout: float | None) -> None:
     command.stdout.write(str(run.id))
@@ -26,4 +28,4 @@ def report(command: BaseCommand, run: Run, wait: bool, timeout: float | None) ->
     if run.status == RunStatus.SUCCEEDED:
         command.stdout.write(json.dumps(run.result))
         return
-    raise CommandError(f"run {run.id} {run.status}: {run.error}")
+    raise CommandError(one_line(f"run {run.id} {run.status}: {run.error}"))

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.models import Checkpoint
+from runs import filters
+from runs.models import Checkpoint, Run
+
+from ._ids import quiet_broken_pipe
 
 
 class Command(BaseCommand):
@@ -14,11 +16,11 @@ class Command(BaseCommand):
     help = "List checkpoints matching every given filter (AND), oldest first."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--run", default=None, help="run id")
+        parser.add_argument("--run", default=None, help="run id, or its first 6+ hex digits")
         parser.add_argument("--workflow", default=None)
         parser.add_argument("--step", default=None, help="last completed step")
         parser.add_argument("--input-event-type", default=None)
-        parser.add_argument("--output-event-type", default=None)
+        parser.add_argument("--output-event-type", default=None, help="None: steps that returned no event")
         parser.add_argument("--limit", type=int, default=None)
         parser.add_argument("--json", action="store_true", help="JSON Lines")
 
@@ -26,17 +28,22 @@ class Command(BaseCommand):
         qs = Checkpoint.objects.all()
         if opts["run"]:
             try:
-                qs = qs.filter(run_id=uuid.UUID(opts["run"]))
-            except ValueError:
-                raise CommandError(f"--run must be a run id (UUID), got {opts['run']!r}") from None
+                qs = qs.filter(run_id=filters.resolve_id(Run.objects.all(), opts["run"], "--run", "run"))
+            except filters.FilterError as exc:
+                message = str(exc).replace("--run must be a UUID", "--run must be a run id (UUID)")
+                raise CommandError(message) from None
+        if opts["limit"] is not None and opts["limit"] < 0:
+            raise CommandError("--limit must be 0 or more")
         for option, field in (
             ("workflow", "workflow"),
             ("step", "last_completed_step"),
             ("input_event_type", "input_event_type"),
             ("output_event_type", "output_event_type"),
         ):
-            if opts[option]:
-                qs = qs.filter(**{field: opts[option]})
+            if value := opts[option]:
+                if option == "output_event_type" and value == filters.NO_OUTPUT:
+                    value = ""
+                qs = qs.filter(**{field: value})
         qs = qs.order_by("created_at", "run_id", "seq").only(
             "id",
             "run_id",
@@ -50,6 +57,10 @@ class Command(BaseCommand):
         )
         if opts["limit"] is not None:
             qs = qs[: opts["limit"]]
+        with quiet_broken_pipe():
+            self._print(qs, opts["json"])
+
+    def _print(self, qs: Any, as_json: bool) -> None:
         for c in qs.iterator(chunk_size=2000):
             row = {
                 "id": str(c.id),
@@ -62,7 +73,7 @@ class Command(BaseCommand):
                 "created_at": c.created_at.isoformat(),
                 "duration_ms": round(c.duration_ms, 3),
             }
-            if opts["json"]:
+            if as_json:
                 self.stdout.write(json.dumps(row))
             else:
                 self.stdout.write(

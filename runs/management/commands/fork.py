@@ -6,9 +6,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.inputs import InputError, parse_json_object
-from runs.models import fork_run
+from runs.models import Checkpoint, fork_run
 
 from ._follow import report
+from ._ids import one_line, resolve
 
 
 class Command(BaseCommand):
@@ -16,7 +17,7 @@ class Command(BaseCommand):
     help = "Queue a new run from a checkpoint, optionally with an edited output event or store values."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("checkpoint", help="checkpoint id")
+        parser.add_argument("checkpoint", help="checkpoint id, or its first 6+ hex digits")
         parser.add_argument("--output-event", default=None, help='JSON: the event\'s fields, or {"type", "data"}')
         parser.add_argument("--store", default=None, help="JSON object of store values to override")
         parser.add_argument("--wait", action="store_true")
@@ -26,9 +27,10 @@ class Command(BaseCommand):
         try:
             edit = parse_json_object(opts["output_event"], "--output-event") if opts["output_event"] else None
             store = parse_json_object(opts["store"], "--store") if opts["store"] else None
-            run = fork_run(opts["checkpoint"], output_event=edit, store=store)
+            checkpoint_id = resolve(Checkpoint.objects.all(), opts["checkpoint"], "checkpoint", "checkpoint")
+            run = fork_run(checkpoint_id, output_event=edit, store=store)
         except InputError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(one_line(str(exc))) from None
         except json.JSONDecodeError as exc:  # pragma: no cover - parse_json_object covers it
             raise CommandError(str(exc)) from None
         report(self, run, opts["wait"], opts["timeout"])

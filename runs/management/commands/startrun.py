@@ -8,6 +8,7 @@ from runs.inputs import InputError, parse_json_object
 from runs.models import start_run
 
 from ._follow import report
+from ._ids import one_line
 
 
 class Command(BaseCommand):
@@ -24,5 +25,5 @@ class Command(BaseCommand):
         try:
             run = start_run(opts["workflow"], parse_json_object(opts["input"], "--input"))
         except InputError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(one_line(str(exc))) from None
         report(self, run, opts["wait"], opts["timeout"])
