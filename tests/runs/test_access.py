@@ -13,7 +13,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from runs.models import Activity, ApiToken, Checkpoint, Run, RunStatus
-from tests import factories
+from tests.runs import factories
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from runs.models import Activity, ApiToken, Run, RunStatus
-from tests import factories
+from tests.runs import factories
 
 pytestmark = pytest.mark.django_db
 

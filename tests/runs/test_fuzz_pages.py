@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runs.models import Checkpoint, Run, RunStatus
-from tests import factories
+from tests.runs import factories
 
 pytestmark = pytest.mark.django_db
 
