@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from deepdiff import DeepDiff
 
+from . import filters
 from .filters import FilterError
 from .models import Checkpoint, Run
 from .timeline import COMPARE_WINDOW, RUN_HEAVY, seq_bounds, seq_param
@@ -123,24 +123,14 @@ def _step(c: Checkpoint | None) -> str | None:
 
 
 def find_run(run: Run, ref: str) -> Run:
-    """Another run of `run`'s workflow by its id or the first characters of it (8 are shown)."""
-    text = ref.strip().lower()
+    """Another run of `run`'s workflow by its id or a prefix of it (the ids' one resolver)."""
     qs = Run.objects.filter(workflow=run.workflow).defer(*RUN_HEAVY)
     try:
-        return qs.get(pk=uuid.UUID(text))
-    except ValueError:
-        pass
+        return qs.get(pk=filters.resolve_id(qs, ref, "the run to compare with", f"{run.workflow} run"))
+    except filters.FilterError as exc:
+        raise NotComparable(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
     except Run.DoesNotExist:
-        raise NotComparable(f"No {run.workflow} run has the id {ref!r}.") from None
-    hexed = text.replace("-", "")
-    if len(hexed) < 4 or len(hexed) > 32 or any(ch not in "0123456789abcdef" for ch in hexed):
-        raise NotComparable("Give a run id, or at least its first 4 characters (0-9, a-f).")
-    found = list(qs.filter(id__startswith=hexed)[:2])
-    if not found:
-        raise NotComparable(f"No {run.workflow} run starts with {ref!r}.")
-    if len(found) > 1:
-        raise NotComparable(f"Several {run.workflow} runs start with {ref!r}: give more characters.")
-    return found[0]
+        raise NotComparable(f"No {run.workflow} run has the id {ref.strip()[:40]!r}.") from None
 
 
 def recent_others(run: Run, limit: int = 10) -> list[Run]:

@@ -98,7 +98,8 @@ def test_it_offers_a_form_to_choose_a_run_when_the_run_is_no_fork(client_in: Cli
 def test_it_explains_an_unknown_prefix(client_in: Client) -> None:
     a = make_run(_ticks(2))
     response = client_in.get(f"/runs/{a.id}/compare/", {"other": "ffffffff"})
-    assert response.status_code == 404 and "No chain run starts with" in response.content.decode()
+    assert response.status_code == 404
+    assert "No chain run has an id starting with &#x27;ffffffff&#x27;" in response.content.decode()
 
 
 def test_it_refuses_to_compare_runs_of_two_workflows(client_in: Client) -> None:
