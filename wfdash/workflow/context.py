@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 from .errors import SerializationError, WorkflowRuntimeError
 from .events import Event
 from .serialization import IMMUTABLE, decode_value, encode_event, encode_value
-from .snapshots import COLLECT, IN_FLIGHT, QUEUED, RECORD_VERSION, STATE_VERSION, UNSENT, run_length
+from .snapshots import (
+    COLLECT,
+    IN_FLIGHT,
+    QUEUED,
+    RECORD_VERSION,
+    STATE_VERSION,
+    UNSENT,
+    collector_paused,
+    run_length,
+)
 
 if TYPE_CHECKING:
     from .workflow import Workflow, _Runner
@@ -437,9 +446,13 @@ class Context:
         In-flight events come first: they were started before anything still queued.
         A pair with step "" is an output to dispatch afresh.
         """
-        registry = self.workflow.event_registry
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise SerializationError("unsupported or corrupt context snapshot (missing version 1)")
+        with collector_paused():
+            return self._restore(state)
+
+    def _restore(self, state: dict[str, Any]) -> list[tuple[str, Event]]:
+        registry = self.workflow.event_registry
         # The restored run must not share mutable values with the checkpoint it came
         # from. The state is JSON by contract, and a JSON round trip copies it ten
         # times faster than deepcopy (a 10,000-event fan-out restores in milliseconds).

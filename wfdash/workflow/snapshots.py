@@ -23,7 +23,9 @@ Records of version 1 (written before deltas existed) are full states in `ctx_sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import SerializationError
@@ -165,17 +167,32 @@ def run_length(names: Iterable[str]) -> list[list[Any]]:
     return runs
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Building or restoring a large state allocates many objects that all stay alive: the
+    cyclic collector would scan them again and again (a 10,000-event restore took 100 ms
+    longer whenever a full collection fell inside it)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def materialise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The complete state after the last of `records` (a full record, then deltas in seq order)."""
     state: State | None = None
-    for record in records:
+    with collector_paused():
+        for record in records:
+            if state is None:
+                state = State(record)
+            else:
+                state.apply(record)
         if state is None:
-            state = State(record)
-        else:
-            state.apply(record)
-    if state is None:
-        raise SerializationError("no state records")
-    return state.ctx_state()
+            raise SerializationError("no state records")
+        return state.ctx_state()
 
 
 def store_maps(record: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -21,6 +21,7 @@ from .errors import (
 from .events import BUILTIN_EVENTS, Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 from .handler import WorkflowHandler
 from .serialization import EventRegistry
+from .snapshots import collector_paused
 from .usage import begin_step
 
 
@@ -214,13 +215,14 @@ class _Runner:
                 await on_start(self.ctx)
             if self.workflow.timeout is not None:
                 timer = asyncio.get_running_loop().call_later(self.workflow.timeout, self._timed_out)
-            for name, ev in requeue:
-                if name:
-                    self._enqueue(name, ev)
-                else:
-                    self.dispatch(ev)
-            for target, ev in dispatch:
-                self.dispatch(ev, target)
+            with collector_paused():  # a restored fan-out re-queues thousands of events
+                for name, ev in requeue:
+                    if name:
+                        self._enqueue(name, ev)
+                    else:
+                        self.dispatch(ev)
+                for target, ev in dispatch:
+                    self.dispatch(ev, target)
             if not self.outcome.done():
                 self._check_stalled()
             result = await self.outcome
