@@ -206,7 +206,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Only for `collectstatic` behind a CDN or proxy: whitenoise serves the app folders directly
+# (and warns about a configured folder that does not exist).
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
