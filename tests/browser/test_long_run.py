@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.runs import factories
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 N = 20_000
@@ -26,16 +28,7 @@ def _long_run(n: int) -> str:
 
     run = Run.objects.create(workflow="chain", status=RunStatus.SUCCEEDED, checkpoint_count=n, result={"ticks": n})
     t0 = timezone.now() - timedelta(hours=1)
-    state = {
-        "version": 1,
-        "store": {},
-        "queued": [],
-        "in_flight": [],
-        "unsent": [],
-        "collect": [],
-        "waiters": [],
-        "awaiting_input": False,
-    }
+    state = factories.EMPTY_STATE
     Checkpoint.objects.bulk_create(
         (
             Checkpoint(

@@ -10,6 +10,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from runs.models import Checkpoint, Run, RunStatus, start_run
+from tests.runs import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -256,16 +257,7 @@ def test_it_shows_event_payloads_as_text(client_in: Client, finished_run: Run) -
 
 # -- the run page's window: bounded whatever the run's length ---------------------------
 
-STATE = {
-    "version": 1,
-    "store": {},
-    "queued": [],
-    "in_flight": [],
-    "unsent": [],
-    "collect": [],
-    "waiters": [],
-    "awaiting_input": False,
-}
+STATE = factories.EMPTY_STATE
 
 
 def _long_run(n: int, steps: tuple[str, ...] = ("begin", "tick"), parent=None, start: int = 1) -> Run:
