@@ -71,15 +71,15 @@ class ActivityOut(Schema):
     detail: dict[str, Any]
 
 
-class RunOut(Schema):
+class _RunFields(Schema):
+    """What a run's detail and its list item share."""
+
     id: uuid.UUID
     workflow: str
     status: str
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    start_event: dict[str, Any] | None
-    result: Any = None
     error: str
     parent_checkpoint_id: uuid.UUID | None
     fork_edits: dict[str, Any]
@@ -88,36 +88,27 @@ class RunOut(Schema):
     llm_calls: int
     prompt_tokens: int
     completion_tokens: int
-    activity: list[ActivityOut] = Field(description="who started, forked, cancelled or answered it (newest 50)")
+
+
+class RunOut(_RunFields):
+    start_event: dict[str, Any] | None
+    result: Any = None
+    activity: list[ActivityOut] = Field(description="who started, forked, cancelled or answered it (newest first)")
 
     @staticmethod
     def resolve_activity(run: Run) -> list[Any]:
-        return list(run.activities.all()[:50])
+        return run.recent_activities()
 
 
-class RunListItem(Schema):
+class RunListItem(_RunFields):
     """A run in a list: `start_event` and `result` can be megabytes, so a list carries the first
     PREVIEW_CHARS characters of their JSON; `url` (the run itself) has them whole."""
 
-    id: uuid.UUID
     url: str
-    workflow: str
-    status: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
     start_event_preview: str | None = Field(description="the start event's JSON, cut at PREVIEW_CHARS characters")
     start_event_truncated: bool
     result_preview: str | None = Field(description="the result's JSON, cut at PREVIEW_CHARS characters")
     result_truncated: bool
-    error: str
-    parent_checkpoint_id: uuid.UUID | None
-    fork_edits: dict[str, Any]
-    checkpoint_count: int
-    attempts: int
-    llm_calls: int
-    prompt_tokens: int
-    completion_tokens: int
 
 
 class RunPage(Schema):

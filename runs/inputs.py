@@ -10,9 +10,9 @@ import json
 from typing import Any
 
 from wfdash.workflow import HumanResponseEvent, InputRequiredEvent, StopEvent, Workflow
-from wfdash.workflow.checkpointer import Checkpoint, validate_snapshot
+from wfdash.workflow.checkpointer import Checkpoint
 from wfdash.workflow.errors import SerializationError
-from wfdash.workflow.serialization import encode_event, encode_value, validate_event
+from wfdash.workflow.serialization import decode_value, encode_event, encode_value, validate_event
 
 from . import registry
 
@@ -99,9 +99,8 @@ def start_event(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:
 
 def fork_edits(workflow: Workflow, checkpoint: Checkpoint, edit: Any, store: Any) -> dict[str, Any]:
     """Validated edits for a fork of `checkpoint`: `edit` is the new output event's fields, or
-    {"type", "data"}; `store` values to override. The edited state is restored as the fork
-    will restore it (store values decoded through the workflow's registry) before anything
-    is written."""
+    {"type", "data"}; `store` values to override, decoded through the workflow's registry as
+    the fork's restore will decode them, before anything is written."""
     output_event = checkpoint.output_event
     if edit == {} and output_event is None:
         edit = None  # the edit-and-fork page's empty box: nothing to edit
@@ -134,8 +133,10 @@ def fork_edits(workflow: Workflow, checkpoint: Checkpoint, edit: Any, store: Any
             raise InputError("store edits must be a JSON object")
         try:
             edits["store"] = {str(k): encode_value(str(k), v) for k, v in store.items()}
-            state = checkpoint.ctx_state
-            validate_snapshot(workflow, {**state, "store": {**state["store"], **edits["store"]}})
+            # The checkpoint's own state was checked when it was loaded; the edited values are
+            # decoded here as the fork's restore will decode them (events by registry name only).
+            for value in edits["store"].values():
+                decode_value(workflow.event_registry, value)
         except SerializationError as exc:
             raise InputError(f"store edits: {exc}") from None
     return edits

@@ -31,6 +31,8 @@ class RunStatus(models.TextChoices):
 
 
 TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+# How many activity records a run page or API answer shows.
+ACTIVITY_SHOWN = 50
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -239,6 +241,10 @@ class Run(models.Model):
         self.refresh_from_db()
         _announce(self)
         return bool(stopped)
+
+    def recent_activities(self) -> list[Activity]:
+        """Who did what to this run, newest first (the newest ACTIVITY_SHOWN; the admin lists all)."""
+        return list(self.activities.all()[:ACTIVITY_SHOWN])
 
     def answer(self, event: dict[str, Any], user: Any = None) -> bool:
         """answer: waiting -> queued with the (validated, encoded) human answer, which the

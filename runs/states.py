@@ -45,13 +45,6 @@ def expand_records(records: Iterable[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def expand_state(state: Any) -> dict[str, Any]:
-    """One record (a full one, or a version 1 snapshot) with its store values unwrapped."""
-    if not isinstance(state, dict) or not isinstance(state.get("store"), dict):
-        raise SerializationError("corrupt stored snapshot: no store")
-    return expand_records([state])[0]
-
-
 def records(checkpoint: Checkpoint) -> list[dict[str, Any]]:
     """The stored records the checkpoint's complete state is built from, in seq order."""
     from .models import Checkpoint

@@ -14,8 +14,6 @@ from . import access, compare, diagram, filters, inputs, lineage, live, registry
 from .forms import EditForkForm, RespondForm, StartRunForm, describe_start_event, workflow_doc
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
 
-ACTIVITY_SHOWN = 50  # the newest; the admin lists them all
-
 
 def _get_run_for_user(request: HttpRequest, run_id: Any) -> Run:
     """One run, for a view that already passed `access.requires`: 404 when it does not exist."""
@@ -78,7 +76,7 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         "run": run,
         "r": live.run_message(run, parent_run_id),
         "forks": timeline.forks(run),
-        "activities": run.activities.all()[:ACTIVITY_SHOWN],
+        "activities": run.recent_activities(),
         "respond_form": RespondForm() if run.status == RunStatus.WAITING else None,
         "waiting_prompt": _waiting_prompt(run) if run.status == RunStatus.WAITING else None,
     }

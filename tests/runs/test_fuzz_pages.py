@@ -133,3 +133,25 @@ def test_edit_and_fork_survives_any_input(
 @given(response=HOSTILE_TEXT)
 def test_the_answer_form_survives_any_input(signed_in: Client, run_with_checkpoint: Checkpoint, response: str) -> None:
     _ok(_post(signed_in, f"/runs/{run_with_checkpoint.run_id}/respond/", {"response": response}))
+
+
+RUN_PAGE_PARAMS = ["before_seq", "after_seq", "seq", "step", "fragment"]
+COMPARE_PARAMS = ["other", "before_seq", "after_seq"]
+
+
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(RUN_PAGE_PARAMS), HOSTILE_TEXT, max_size=3))
+def test_the_run_page_survives_any_query_string(
+    signed_in: Client, run_with_checkpoint: Checkpoint, params: dict[str, str]
+) -> None:
+    _ok(_get(signed_in, f"/runs/{run_with_checkpoint.run_id}/", params))
+
+
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(COMPARE_PARAMS), HOSTILE_TEXT, max_size=3))
+def test_the_compare_pages_survive_any_query_string(
+    signed_in: Client, run_with_checkpoint: Checkpoint, params: dict[str, str]
+) -> None:
+    run_id = run_with_checkpoint.run_id
+    _ok(_get(signed_in, f"/runs/{run_id}/compare/", params))
+    _ok(_get(signed_in, f"/runs/{run_id}/compare/{run_id}/", params))

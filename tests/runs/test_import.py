@@ -128,6 +128,8 @@ HOSTILE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "usage as text": (_set("checkpoints.1.usage", "x"), "usage"),
     "usage with text tokens": (_set("checkpoints.1.usage", [{"prompt_tokens": "many"}]), "prompt_tokens"),
     "negative duration": (_set("checkpoints.1.duration_ms", -5), "duration_ms"),
+    "retries as text": (_set("checkpoints.1.retries", "x"), "retries"),
+    "retry without an error": (_set("checkpoints.1.retries", [{"attempt": 1, "duration_ms": 1.0}]), "error"),
     "unknown status": (_set("run.status", "exploded"), "status"),
     "unknown field": (_set("run.owner", "mallory"), "owner"),
     "lone surrogate": (_set("run.result", {"text": "\ud800"}), "lone surrogates"),
