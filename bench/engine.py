@@ -495,7 +495,13 @@ class Harness:
                 return {"status": SKIPPED, "partial_s": round(elapsed, 3), "partial_steps": steps}
             times.append(elapsed)
             spent += elapsed
-        return {"median_s": statistics.median(times), "per": per, "repeats": len(times)}
+        return {
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "max_s": max(times),
+            "per": per,
+            "repeats": len(times),
+        }
 
 
 def us_per(m: dict[str, Any]) -> float | str:
@@ -514,6 +520,8 @@ def add_case(out: dict[str, Any], mode: str, m: dict[str, Any], unit: str = "us_
         }
     else:
         out[key] = us_per(m)
+        out[f"{key}_min"] = round(m["min_s"] / m["per"] * 1e6, 2)
+        out[f"{key}_max"] = round(m["max_s"] / m["per"] * 1e6, 2)
         out[f"{mode}_repeats"] = m["repeats"]
 
 
@@ -596,6 +604,8 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                     add_case(case, mode, m, unit="ms_per_run")
                 else:
                     case[f"{mode}_ms_per_run"] = round(m["median_s"] * 1e3, 3)
+                    case[f"{mode}_ms_per_run_min"] = round(m["min_s"] * 1e3, 3)
+                    case[f"{mode}_ms_per_run_max"] = round(m["max_s"] * 1e3, 3)
                     case[f"{mode}_us_per_event"] = round(m["median_s"] / n * 1e6, 2)
                     case[f"{mode}_repeats"] = m["repeats"]
                 log(f"   {case.get(f'{mode}_ms_per_run')}")
@@ -614,6 +624,9 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 add_case(case, mode, m, unit="runs_per_s")
             else:
                 case[f"{mode}_runs_per_s"] = round(RUNS / m["median_s"], 1)
+                # the slowest repeat gives the fewest runs per second
+                case[f"{mode}_runs_per_s_min"] = round(RUNS / m["max_s"], 1)
+                case[f"{mode}_runs_per_s_max"] = round(RUNS / m["min_s"], 1)
                 case[f"{mode}_ms_total"] = round(m["median_s"] * 1e3, 2)
                 case[f"{mode}_repeats"] = m["repeats"]
             log(f"   {case.get(f'{mode}_runs_per_s')}")
@@ -716,7 +729,13 @@ def main() -> None:
     args.sizes = list(SIZES)
     args.fanout = list(FANOUT_SIZES)
     t0 = time.perf_counter()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import finish, header
+
+    # commit, dirty flag, package versions, CPU model, RAM, load: bench/all.py writes the same under "run"
+    run = header("engine", "quick" if args.quick else "full", {"repeats": args.repeats, "cap_s": args.cap})
     result = asyncio.run(run_all(args))
+    result["run"] = finish(run, t0)
     result["machine"]["bench_wall_s"] = round(time.perf_counter() - t0, 1)
     # Other processes on the machine skew every figure: compare loads before trusting a diff.
     result["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]

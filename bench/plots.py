@@ -81,22 +81,30 @@ def snapshot_growth(data: dict[str, Any]) -> Path:
 
 
 def store_growth(data: dict[str, Any]) -> Path:
-    """Stored bytes per checkpoint with an empty store and with an unchanging 100 KB value."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    labels, bars = [], {"ours": [], "langgraph": []}
+    """Bytes per durable step, logical and physical, small state and an unchanging 100 KB value."""
+    engines = {"wfdash": "wfdash", "langgraph_sync": "LangGraph (sync saver)", "dbos": "DBOS Transact"}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels: list[str] = []
+    bars: dict[str, list[float]] = {e: [] for e in engines}
     for backend in ("sqlite", "postgresql"):
-        for key, what in (("bytes_step1000", "small store"), ("bytes_step1000_100kb_value", "+ 100 KB value")):
+        for key, what in (
+            ("logical_bytes_per_step", "logical"),
+            ("physical_bytes_per_step", "physical"),
+            ("logical_bytes_per_step_100kb", "logical\n+100 KB"),
+            ("physical_bytes_per_step_100kb", "physical\n+100 KB"),
+        ):
             labels.append(f"{backend}\n{what}")
-            for engine in bars:
-                bars[engine].append(_num(data.get("summary", {}).get(backend, {}).get(engine, {}).get(key)) or 0.0)
+            for engine in engines:
+                fig_ = data.get("results", {}).get(backend, {}).get(engine, {}).get("figures", {}).get(key, {})
+                bars[engine].append(_num(fig_.get("median")) or 0.0)
     xs = range(len(labels))
-    width = 0.4
-    ax.bar([x - width / 2 for x in xs], bars["ours"], width, label="wfdash")
-    ax.bar([x + width / 2 for x in xs], bars["langgraph"], width, label="LangGraph 1.2")
-    ax.set_xticks(list(xs), labels, fontsize=8)
+    width = 0.8 / len(engines)
+    for i, (engine, label) in enumerate(engines.items()):
+        ax.bar([x + (i - 1) * width for x in xs], bars[engine], width, label=label)
+    ax.set_xticks(list(xs), labels, fontsize=7)
     ax.set_yscale("log")
-    ax.set_ylabel("bytes stored per checkpoint (step 1000)")
-    ax.set_title("Checkpoint size against store size")
+    ax.set_ylabel("bytes per durable step (median)")
+    ax.set_title("Stored bytes per step, logical and physical (tables + indexes)")
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -140,7 +148,7 @@ def main() -> None:
     if engine:
         written += [engine_growth(engine), snapshot_growth(engine)]
     persistence = _load("persistence.json")
-    if persistence:
+    if persistence and persistence.get("bench") == "persistence":
         written.append(store_growth(persistence))
     live = _load("live.json")
     if live:

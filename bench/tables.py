@@ -1,0 +1,424 @@
+"""Regenerate README's Performance tables from bench/results/*.json.
+
+    python bench/tables.py                 # rewrite README.md between the markers
+    python bench/tables.py --check         # exit 1 if README.md is not what the results give
+    python bench/tables.py --print NAME    # print one table
+
+README.md holds `<!-- bench:table NAME -->` ... `<!-- /bench -->`; everything between is replaced
+by the table NAME renders, headed by the commit, date, mode, machine and load it was measured at.
+Figures are `median (min-max)` over the repeats the results file records; ratios and goals are
+computed here from the same numbers, never typed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+README = ROOT / "README.md"
+MARKER = re.compile(r"(<!-- bench:table (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
+
+PEERS = {
+    "sqlite": {
+        "wfdash": "wfdash",
+        "langgraph_sync": "LangGraph `SqliteSaver`",
+        "langgraph_async": "LangGraph `AsyncSqliteSaver`",
+        "dbos": "DBOS Transact (SQLite)",
+    },
+    "postgresql": {
+        "wfdash": "wfdash",
+        "langgraph_sync": "LangGraph `PostgresSaver` (pool)",
+        "langgraph_async": "LangGraph `AsyncPostgresSaver` (pool)",
+        "dbos": "DBOS Transact (PostgreSQL)",
+    },
+}
+
+
+# -- formatting ----------------------------------------------------------------------------
+
+
+def num(x: Any, digits: int = 0) -> str:
+    if not isinstance(x, int | float):
+        return "–"
+    if digits == 0 or abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:,.{digits}f}"
+
+
+def mmm(fig: Any, digits: int = 0) -> str:
+    """`median (min-max)`, or the bare number for a single sample."""
+    if isinstance(fig, int | float):
+        return num(fig, digits)
+    if not isinstance(fig, dict) or fig.get("median") is None:
+        return str(fig) if isinstance(fig, str) else "–"
+    med, lo, hi = fig.get("median"), fig.get("min"), fig.get("max")
+    if lo is None or hi is None or lo == hi:
+        return num(med, digits)
+    return f"{num(med, digits)} ({num(lo, digits)}-{num(hi, digits)})"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        return None
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
+
+
+def provenance(doc: dict[str, Any], what: str) -> str:
+    """One line: where and when these figures were measured, from whichever header the file has."""
+    run = doc.get("run") or {}
+    env = doc.get("environment") or {}
+    commit = (
+        run.get("git_commit")
+        or doc.get("git_commit")
+        or env.get("git_commit")
+        or doc.get("commit")
+        or env.get("commit")
+    )
+    dirty = next((d for d in (run.get("git_dirty"), doc.get("git_dirty"), env.get("git_dirty"), doc.get("dirty"))
+                  if d is not None), None)  # fmt: skip
+    date = str(run.get("started_at") or doc.get("started_at") or doc.get("date") or "")[:10] or "date not recorded"
+    mode = run.get("mode") or doc.get("mode") or ("quick" if (doc.get("machine") or {}).get("quick") else "full")
+    machine = run.get("machine") or (doc.get("machine") if isinstance(doc.get("machine"), dict) else None) or {}
+    cpu = machine.get("cpu_model") or "CPU model not recorded"
+    cores = machine.get("cores") or machine.get("cpus") or machine.get("cpu_count") or machine.get("nproc") or "?"
+    ram = f", {machine['ram_gib']} GiB" if machine.get("ram_gib") else ""
+    before = run.get("loadavg_before") or doc.get("loadavg_before") or machine.get("loadavg_at_start")
+    after = run.get("loadavg_after") or doc.get("loadavg_after") or machine.get("loadavg_at_end")
+    load_text = (
+        f"load {before[0]:.1f} before, {after[0]:.1f} after"
+        if isinstance(before, list) and isinstance(after, list)
+        else "load not recorded"
+    )
+    where = f"commit {commit[:10]}{' (uncommitted changes)' if dirty else ''}" if commit else "commit not recorded"
+    return f"*{what}: {where}, {date}, {mode} run; {cpu}, {cores} cores{ram}; {load_text}.*"
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def load_persistence() -> dict[str, Any] | None:
+    doc = load("persistence")
+    # a file written by the script before it compared every peer over repeats has no "bench" key
+    return doc if doc and doc.get("bench") == "persistence" else None
+
+
+def durable_table(backend: str) -> Callable[[], list[str]]:
+    def render() -> list[str]:
+        doc = load_persistence()
+        if not doc or backend not in doc.get("results", {}):
+            return ["*(no results yet: `python bench/all.py --quick --only persistence`)*"]
+        engines = doc["results"][backend]
+        peers = PEERS[backend]
+        names = [e for e in peers if e in engines]
+        sizes = doc.get("settings", {}).get("sizes", {})
+        reps = sizes.get("repeats", "?")
+        rows: list[tuple[str, str, int]] = [
+            ("durable step p50, µs", "step_p50_us", 0),
+            ("durable step p99, µs", "step_p99_us", 0),
+            ("step completion to durable, p50, µs", "completion_to_durable_p50_us", 0),
+            ("step completion to durable, p99, µs", "completion_to_durable_p99_us", 0),
+            (f"{num(sizes.get('runs'))} three-step runs, 50 in flight: runs/s (higher is better)", "runs_per_s", 0),
+            (f"{num(sizes.get('concurrent'))} concurrent runs of 3 × 100 ms steps: s (ideal 0.3)", "concurrent_s", 2),
+            ("logical bytes per step", "logical_bytes_per_step", 0),
+            ("physical bytes per step (tables + indexes)", "physical_bytes_per_step", 0),
+            ("same, logical, with an unchanging 100 KB value", "logical_bytes_per_step_100kb", 0),
+            ("same, physical, with an unchanging 100 KB value", "physical_bytes_per_step_100kb", 0),
+        ]
+        ratios = doc.get("ratios_vs_best_peer", {}).get(backend, {})
+        out = [provenance(doc, f"{backend}, median (min-max) of {reps} repeats")]
+        out.append("| | " + " | ".join(peers[n] for n in names) + " | wfdash / best peer (below 1: wfdash less) |")
+        out.append("|---" * (len(names) + 2) + "|")
+        for label, key, digits in rows:
+            cells = []
+            for n in names:
+                e = engines[n]
+                cells.append(mmm(e.get("figures", {}).get(key), digits) if "figures" in e else e.get("status", "–"))
+            r = ratios.get(key)
+            ratio = f"{r['ratio']:.2f} ({peers.get(r['best_peer'], r['best_peer'])})" if r else "–"
+            out.append(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+        return out
+
+    return render
+
+
+def durable_goals() -> list[str]:
+    doc = load_persistence()
+    if not doc:
+        return ["*(no results yet)*"]
+    out = ["| goal (same run) | wfdash | best peer | ratio | limit | |", "|---|---|---|---|---|---|"]
+    for name, g in doc.get("goals", {}).items():
+        backend, metric = name.split(".", 1)
+        label = f"{backend}: durable step {metric.split('_')[1]}"
+        peer = PEERS.get(backend, {}).get(g.get("best_peer", ""), g.get("best_peer", "–"))
+        out.append(
+            f"| {label} | {num(g.get('wfdash'))} µs | {num(g.get('peer'))} µs ({peer}) "
+            f"| {g.get('ratio', '–')} | ≤ {g['max_ratio']} | {'met' if g.get('met') else '**MISSED**'} |"
+        )
+    return out
+
+
+def engine_table() -> list[str]:
+    doc = load("engine")
+    if not doc:
+        return ["*(no results yet)*"]
+    engines = [("wfdash", "wfdash"), ("llama_index_workflows", "llama-index-workflows"), ("langgraph", "LangGraph")]
+
+    def fig(case: dict[str, Any], key: str, digits: int = 1) -> str:
+        v = case.get(key)
+        if isinstance(v, str):
+            return "over the cap" if v.startswith("skipped") else v
+        return mmm({"median": v, "min": case.get(f"{key}_min"), "max": case.get(f"{key}_max")}, digits)
+
+    def pair(case: dict[str, Any], unit: str, digits: int = 1) -> str:
+        return f"{fig(case, f'bare_{unit}', digits)} / {fig(case, f'checkpointed_{unit}', digits)}"
+
+    out = [provenance(doc, "median (min-max) of the repeats")]
+    out.append("| workload (bare / in-memory checkpoints) | " + " | ".join(n for _, n in engines) + " |")
+    out.append("|---" * (len(engines) + 1) + "|")
+    for shape, label in (("chain_loop", "one step looping {n} times, µs per step"),
+                         ("chain_distinct", "{n} distinct steps, µs per step")):  # fmt: skip
+        for n in sorted(doc.get(shape, {}).get("wfdash", {}), key=int):
+            if n not in ("10", "1000"):
+                continue
+            cells = [pair(doc[shape].get(e, {}).get(n, {}), "us_per_step") for e, _ in engines]
+            out.append(f"| {label.format(n=n)} | " + " | ".join(cells) + " |")
+    for n, row in sorted(doc.get("fanout", {}).items(), key=lambda kv: int(kv[0])):
+        cells = [pair(row.get(e, {}), "ms_per_run") for e, _ in engines]
+        out.append(f"| fan-out of {n} events, 10 workers, ms per run | " + " | ".join(cells) + " |")
+    runs = doc.get("runs_200_concurrency_50", {})
+    cells = [pair(runs.get(e, {}), "runs_per_s", 0) for e, _ in engines]
+    out.append("| 200 three-step runs, 50 in flight, runs/s | " + " | ".join(cells) + " |")
+    snap = doc.get("snapshot_bytes", {})
+    cells = [f"{num(snap.get(e, {}).get('10'))} / {num(snap.get(e, {}).get('1000'))}" for e, _ in engines]
+    out.append("| snapshot bytes at step 10 / step 1000 | " + " | ".join(cells) + " |")
+    return out
+
+
+def shapes_table() -> list[str]:
+    doc = load("shapes")
+    if not doc:
+        return ["*(no results yet)*"]
+    res = doc.get("results", {})
+    reps = "3-5"
+    out = [provenance(doc, f"median (min-max) of {reps} repeats")]
+    out.append("| shape | N or steps | wfdash | LangGraph (`Send`; its savers) | llama-index-workflows 1.3 |")
+    out.append("|---|---|---|---|---|")
+
+    def cell(case: Any, t: str, b: str, digits: int = 2) -> str:
+        if not isinstance(case, dict):
+            return "–"
+        if str(case.get("status", "")).startswith("skipped"):
+            return "over the cap"
+        if str(case.get("status", "")).startswith("error"):
+            return "error"
+        return f"{mmm(case.get(t), digits)} ms / {mmm(case.get(b), 0)} B"
+
+    for backend, bytes_key in (("memory", "bytes_per_event"), ("sqlite", "physical_bytes_per_event"),
+                               ("postgresql", "physical_bytes_per_event")):  # fmt: skip
+        sizes = sorted({int(n) for e in res.get("fanout", {}).values() for n in e.get(backend, {})})
+        for n in sizes:
+            key = str(n)
+            c = [cell(res["fanout"].get(e, {}).get(backend, {}).get(key), "ms_per_event", bytes_key)
+                 for e in ("wfdash", "langgraph", "llama")]  # fmt: skip
+            if backend != "memory":
+                c[2] = "(no durable store)"
+            what = "bytes" if backend == "memory" else "physical bytes"
+            out.append(f"| fan-out, {backend}: ms / {what} per event | {n:,} | " + " | ".join(c) + " |")
+    for backend in ("sqlite", "postgresql"):
+        sizes = sorted({int(n) for e in res.get("chain", {}).values() for n in e.get(backend, {})})
+        for n in sizes:
+            key = str(n)
+            c = [cell(res["chain"].get(e, {}).get(backend, {}).get(key), "ms_per_step", "physical_bytes_per_step")
+                 for e in ("wfdash", "langgraph")]  # fmt: skip
+            out.append(f"| durable chain, {backend}: ms / physical bytes per step | {n:,} | " + " | ".join(c) + " | |")
+    for backend, forks in res.get("fork", {}).items():
+        for shape, case in forks.items():
+            if isinstance(case, dict):
+                out.append(f"| fork to first step, {backend}, {shape} (ms) | | "
+                           f"{mmm(case.get('first_step_latency_ms'), 1)} | | |")  # fmt: skip
+    out += ["", "| goal (this run) | met |", "|---|---|"]
+    for name, g in doc.get("goals", {}).items():
+        out.append(f"| {name} | {'met' if isinstance(g, dict) and g.get('met') else '**MISSED**'} |")
+    return out
+
+
+def pages_table() -> list[str]:
+    doc = load("pages")
+    if not doc:
+        return ["*(no results yet)*"]
+    if "machine" in doc and "loadavg" in doc["machine"] and "loadavg_before" not in doc:
+        doc["loadavg_before"] = doc["loadavg_after"] = list(doc["machine"]["loadavg"])
+    out = [provenance(doc, "median (min-max)"), "| run page | HTML | server | Chromium load |", "|---|---|---|---|"]
+    for n, r in sorted(doc.get("results", {}).items(), key=lambda kv: int(kv[0])):
+        out.append(
+            f"| {int(n):,} checkpoints | {num(r['html_bytes'] / 1000)} KB | {mmm(r.get('server_ms'), 1)} ms "
+            f"| {mmm(r.get('chromium_load_ms'))} ms |"
+        )
+    return out
+
+
+def live_table() -> list[str]:
+    doc = load("live")
+    if not doc or not doc.get("latency_summary"):
+        return ["*(no results yet)*"]
+    doc.setdefault("loadavg_before", (doc.get("machine_at_start") or {}).get("loadavg"))
+    doc.setdefault("loadavg_after", (doc.get("machine_at_end") or {}).get("loadavg"))
+    doc.setdefault("machine", doc.get("machine_at_start"))
+    summary = doc["latency_summary"]
+    clients = sorted({int(k.split("_")[1]) for layer in summary.values() for k in layer})
+    out = [provenance(doc, "one run per cell; ms from the step's completion (p50 / p99) and, for p99, from commit")]
+    out.append("| layer | " + " | ".join(f"{c} clients" for c in clients) + " |")
+    out.append("|---" * (len(clients) + 1) + "|")
+    for layer, cells in summary.items():
+        row = []
+        for c in clients:
+            s = cells.get(f"clients_{c}", {})
+            if not s:
+                row.append("–")
+                continue
+            commit = num(s.get("p99_from_commit_ms"), 1)
+            loss = "" if not s.get("lost") and not s.get("duplicates") else " **LOSS**"
+            row.append(f"{num(s.get('p50_ms'), 1)} / {num(s.get('p99_ms'), 1)} (commit p99 {commit}){loss}")
+        out.append(f"| {layer} | " + " | ".join(row) + " |")
+    return out
+
+
+def explorer_table() -> list[str]:
+    doc = load("live")
+    if not doc or not doc.get("explorer"):
+        return ["*(no results yet)*"]
+    doc.setdefault("machine", doc.get("machine_at_start"))
+    cols: list[tuple[str, str, dict[str, Any]]] = []
+    for backend, b in doc["explorer"].items():
+        for rows, s in sorted(b.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+            cols.append((backend, rows, s.get("queries", {})))
+    names = list(dict.fromkeys(q for _, _, qs in cols for q in qs))
+    out = [provenance(doc, "median (max) of 5 timings, ms, 50 rows a page")]
+    out.append("| query | " + " | ".join(f"{b} {int(r):,}" for b, r, _ in cols) + " |")
+    out.append("|---" * (len(cols) + 1) + "|")
+    for q in names:
+        cells = []
+        for _, _, qs in cols:
+            c = qs.get(q) or {}
+            cells.append(f"{num(c.get('median_ms'), 1)} ({num(c.get('max_ms'), 1)})" if c else "–")
+        out.append(f"| {q.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return out
+
+
+def load_drill_table() -> list[str]:
+    doc = load("load_drill")
+    if not doc:
+        return ["*(no results yet)*"]
+    out: list[str] = []
+    for name, v in doc.get("variants", {}).items():
+        d = v.get("delivery", {})
+        cfg = v.get("config", {})
+        v.setdefault("loadavg_before", (v.get("machine_at_start") or {}).get("loadavg"))
+        v.setdefault("loadavg_after", (v.get("machine_at_end") or {}).get("loadavg"))
+        v.setdefault("machine", v.get("machine_at_start"))
+        v.setdefault("run", doc.get("run"))
+        out.append(provenance(v, f"variant {name}, one run"))
+        out += ["| | |", "|---|---|"]
+        out.append(f"| runs / clients / seconds | {cfg.get('runs')} / {v.get('clients')} / {cfg.get('duration_s')} |")
+        out.append(f"| delivered, lost, duplicated, out of order | {num(d.get('received'))}, {d.get('lost')}, "
+                   f"{d.get('duplicates')}, {d.get('out_of_order')} |")  # fmt: skip
+        fc, fcm = d.get("from_created_at", {}), d.get("from_commit", {})
+        out.append(f"| delivery from the step's completion, p50 / p99 ms | {num(fc.get('p50_ms'), 1)} / "
+                   f"{num(fc.get('p99_ms'), 1)} |")  # fmt: skip
+        out.append(f"| delivery from the commit, p50 / p99 ms (min {num(fcm.get('min_ms'), 1)}: the commit stamp "
+                   f"is taken after the commit returns, so it can lag) | {num(fcm.get('p50_ms'), 1)} / "
+                   f"{num(fcm.get('p99_ms'), 1)} |")  # fmt: skip
+        cut = v.get("at_cutoff", {})
+        if cut.get("elapsed_s"):
+            out.append(f"| checkpoints committed per second | {num(cut['committed'] / cut['elapsed_s'])} |")
+    return out or ["*(no variants in the results file)*"]
+
+
+def store_profile_table() -> list[str]:
+    doc = load("profile_store")
+    if not doc or not doc.get("results"):
+        return ["*(no results yet: `python bench/all.py --quick --only profile_store`)*"]
+    reps = (doc.get("settings") or {}).get("repeats", "?")
+    out = [provenance(doc, f"wfdash only, median (min-max) of {reps} alternating repeats")]
+    out += ["| | write path | durable step p50 / p99, µs | Worker, three-step runs/s |", "|---|---|---|---|"]
+    names = {
+        "sync_to_async": "before: every batch through `sync_to_async`",
+        "shipped": "now: batches handed straight to asgiref's sync thread",
+        "own_thread": "not taken: a writer thread with its own connection",
+    }
+    for backend, r in doc["results"].items():
+        for path, v in r.get("write_paths", {}).items():
+            out.append(f"| {backend} | {names.get(path, path)} | {mmm(v['step_p50_us'])} / {mmm(v['step_p99_us'])} "
+                       f"| {mmm(v['runs_per_s'])} |")  # fmt: skip
+    out += ["", "| per step, p50 µs | " + " | ".join(doc["results"]) + " |", "|---" * (len(doc["results"]) + 1) + "|"]
+    parts = (
+        ("engine and snapshot", "with_indexes", "engine_and_snapshot"),
+        ("to the database thread", "with_indexes", "put_to_thread"),
+        ("SQL and commit", "with_indexes", "sql_and_commit_in_thread"),
+        ("back to the step", "with_indexes", "thread_to_put_done"),
+        ("SQL and commit without the 7 secondary indexes", "without_secondary_indexes", "sql_and_commit_in_thread"),
+        ("bare round trip: sync_to_async", "hops", "asgiref_sync_to_async"),
+        ("bare round trip: run_in_executor", "hops", "run_in_executor_one_thread"),
+        ("bare round trip: own thread and queue", "hops", "own_thread_simple_queue"),
+    )
+    for label, section, key in parts:
+        cells = [num((r.get(section, {}).get(key) or {}).get("p50_us"), 1) for r in doc["results"].values()]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out
+
+
+TABLES: dict[str, Callable[[], list[str]]] = {
+    "durable-sqlite": durable_table("sqlite"),
+    "durable-postgresql": durable_table("postgresql"),
+    "durable-goals": durable_goals,
+    "store-profile": store_profile_table,
+    "engine": engine_table,
+    "shapes": shapes_table,
+    "pages": pages_table,
+    "live": live_table,
+    "explorer": explorer_table,
+    "load-drill": load_drill_table,
+}
+
+
+def render(text: str) -> str:
+    def replace(m: re.Match[str]) -> str:
+        name = m.group("name")
+        fn = TABLES.get(name)
+        body = "\n".join(fn()) if fn else f"*(unknown table {name!r}: see bench/tables.py)*"
+        return f"{m.group(1)}{body}\n{m.group(4)}"
+
+    return MARKER.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail if README.md differs from the results")
+    parser.add_argument("--print", dest="show", metavar="NAME", choices=sorted(TABLES))
+    parser.add_argument("--readme", type=Path, default=README)
+    args = parser.parse_args(argv)
+    if args.show:
+        print("\n".join(TABLES[args.show]()))
+        return 0
+    text = args.readme.read_text()
+    new = render(text)
+    if args.check:
+        return 0 if new == text else 1
+    args.readme.write_text(new)
+    found = [m.group("name") for m in MARKER.finditer(new)]
+    print(f"bench/tables.py: {len(found)} tables written to {args.readme.name}: {', '.join(found)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
