@@ -10,11 +10,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
+
+from wfdash import telemetry
 
 from . import access, filters, inputs, registry
 from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
@@ -94,10 +97,18 @@ class RunOut(_RunFields):
     start_event: dict[str, Any] | None
     result: Any = None
     activity: list[ActivityOut] = Field(description="who started, forked, cancelled or answered it (newest first)")
+    trace_id: str | None = Field(
+        None, description="the run's OpenTelemetry trace id (32 hex digits); null when runs are not traced"
+    )
 
     @staticmethod
     def resolve_activity(run: Run) -> list[Any]:
         return run.recent_activities()
+
+    @staticmethod
+    def resolve_trace_id(run: Run) -> str | None:
+        link = telemetry.trace_link(run.id, settings.WFDASH_TRACE_URL)
+        return link["id"] if link else None
 
 
 class RunListItem(_RunFields):

@@ -30,7 +30,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from . import access, live, timeline
+from . import access, live, metrics, timeline
 from .models import Checkpoint, Run
 
 # How often each process polls the database for the runs its pages watch when the channel
@@ -73,6 +73,14 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     RELAYED = frozenset({"checkpoint.created", "run.changed"})
 
     last_relayed = 0.0
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        metrics.LIVE_CONNECTIONS.inc()  # paired with websocket_disconnect, however connect() ends
+        await super().websocket_connect(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        metrics.LIVE_CONNECTIONS.dec()
+        await super().websocket_disconnect(message)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message.get("type") in self.RELAYED:

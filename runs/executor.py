@@ -13,14 +13,15 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from wfdash.workflow import Event, HumanResponseEvent, WorkflowHandler, WorkflowSuspendedError
+from wfdash import telemetry
+from wfdash.workflow import Event, HumanResponseEvent, WorkflowCancelledError, WorkflowHandler, WorkflowSuspendedError
 from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
 from wfdash.workflow.checkpointer import WorkflowCheckpointer
 from wfdash.workflow.errors import SerializationError
 
-from . import live, registry
-from .models import Checkpoint, Run
-from .store import DatabaseCheckpointStore, default_owner, drop_connection, load_checkpoint, to_engine
+from . import live, metrics, registry
+from .models import Checkpoint, Run, RunStatus
+from .store import DatabaseCheckpointStore, LeaseLost, default_owner, drop_connection, load_checkpoint, to_engine
 
 log = logging.getLogger("runs.worker")
 
@@ -51,6 +52,8 @@ class Worker:
         self.store = DatabaseCheckpointStore(self.worker_id, managed=True)
         self.handlers: dict[str, WorkflowHandler] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        # Runs another worker took over: stopped here, but not ended.
+        self.lost: set[str] = set()
         self.stopping = asyncio.Event()
         self._wakeup = asyncio.Event()
         self.executed = 0
@@ -126,6 +129,7 @@ class Worker:
         """Renew leases every third of the lease; stop cancelled runs within half a second."""
         last_renewal = asyncio.get_running_loop().time()
         while True:
+            metrics.heartbeat()
             await asyncio.sleep(0.5)
             if not self.handlers:
                 continue
@@ -142,6 +146,7 @@ class Worker:
                     for run_id in lost:
                         # Another worker took it over (this one was stalled past its lease).
                         log.warning("lost the lease on run %s; stopping it here", run_id)
+                        self.lost.add(run_id)
                         handler = self.handlers.get(run_id)
                         if handler is not None:
                             await handler.cancel_run()
@@ -157,6 +162,7 @@ class Worker:
         def done(_: asyncio.Task[None]) -> None:
             self.tasks.pop(run_id, None)
             self.handlers.pop(run_id, None)
+            self.lost.discard(run_id)
             self.executed += 1
             self._wakeup.set()
 
@@ -177,12 +183,16 @@ class Worker:
             return
         except Exception as exc:
             log.warning("run %s cannot start: %s", run_id, exc)
-            await sync_to_async(Run.objects.fail)(run_id, self.worker_id, f"cannot start: {exc}")
+            if await sync_to_async(Run.objects.fail)(run_id, self.worker_id, f"cannot start: {exc}"):
+                self._ended(run, RunStatus.FAILED, f"cannot start: {exc}", None)
             if self.store.announce:
                 await live.aannounce_runs([run_id])
             return
         if handler is None:
+            self._ended(run, RunStatus.FAILED, "gave up: its worker died each time", None)
             return
+        if run.attempts == 1:
+            metrics.run_started(run.workflow)
         self.handlers[run_id] = handler
         if self.stopping.is_set():
             handler.suspend()
@@ -190,6 +200,7 @@ class Worker:
         handler.on_idle(handler.suspend)
         try:
             await handler
+            self._ended(run, RunStatus.SUCCEEDED, None, plan)
         except WorkflowSuspendedError:
             let_go = Run.objects.wait_for_input if handler.ctx.is_waiting_for_input else Run.objects.release
             await sync_to_async(let_go)(run_id, self.worker_id)
@@ -200,6 +211,22 @@ class Worker:
             raise
         except Exception as exc:  # the store recorded the failure
             log.info("run %s ended: %s", run_id, exc)
+            if run_id not in self.lost and not _lease_lost(exc):
+                status = RunStatus.CANCELLED if isinstance(exc, WorkflowCancelledError) else RunStatus.FAILED
+                self._ended(run, status, f"{type(exc).__name__}: {exc}", plan)
+
+    def _ended(self, run: Run, status: RunStatus, error: str | None, plan: _LaunchPlan | None) -> None:
+        """This worker finished `run`: count it, and export its trace's root span."""
+        metrics.run_finished(run.workflow, status.value)
+        telemetry.export_run(
+            str(run.id),
+            run.workflow,
+            started_at=run.started_at,
+            status=status.value,
+            error=error,
+            parent_run_id=plan.parent_run_id if plan is not None else None,
+            attributes={"wfdash.attempts": run.attempts},
+        )
 
     def _plan(self, run: Run) -> _LaunchPlan | None:
         """Read what the run needs from the database; None if the run was failed instead."""
@@ -209,7 +236,13 @@ class Worker:
             Run.objects.fail(run_id, self.worker_id, why)
             return None
         workflow = registry.get_workflow(run.workflow)
-        plan = _LaunchPlan(WorkflowCheckpointer(workflow, store=self.store), run_id)
+        # The run's root span is exported by _ended, from the run's own start time.
+        checkpointer = WorkflowCheckpointer(workflow, store=self.store, name=run.workflow, root_spans=False)
+        plan = _LaunchPlan(checkpointer, run_id)
+        if run.parent_checkpoint_id is not None and telemetry.enabled():
+            # For the link from a fork's trace to its parent's.
+            parent = Checkpoint.objects.filter(pk=run.parent_checkpoint_id).values_list("run_id", flat=True).first()
+            plan.parent_run_id = str(parent) if parent is not None else None
         # A run's first attempt has no checkpoint to resume from: skip the query.
         latest = latest_checkpoint(run_id) if run.checkpoint_count or run.attempts > 1 else None
         if run.pending_input is not None:
@@ -248,6 +281,7 @@ class _LaunchPlan:
         self.output_event: Event | None = None
         self.store_edits: dict[str, Any] | None = None
         self.start_event: Event | None = None
+        self.parent_run_id: str | None = None
 
     def launch(self) -> WorkflowHandler:
         cp = self.checkpointer
@@ -259,3 +293,13 @@ class _LaunchPlan:
             )
         assert self.start_event is not None
         return cp.run_as(self.run_id, self.start_event)
+
+
+def _lease_lost(error: BaseException) -> bool:
+    """Whether the run failed here because another worker owns it now (it goes on there)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, LeaseLost):
+            return True
+        seen = seen.__cause__
+    return False

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import time
 import traceback
 import uuid
 from collections import OrderedDict
@@ -39,7 +40,7 @@ from wfdash.workflow.checkpointer import RunInfo, validate_snapshot
 from wfdash.workflow.errors import SerializationError
 from wfdash.workflow.serialization import encode_event
 
-from . import live, registry
+from . import live, metrics, registry
 from .models import Blob, Checkpoint, Run, RunStatus
 from .states import context_state, expand_records, outside_event_loop
 
@@ -432,7 +433,15 @@ class DatabaseCheckpointStore:
             "retries": checkpoint.retries or None,
         }
         op = _CheckpointWrite(values, blobs, self.owner, checkpoint.usage or [])
+        submitted = time.perf_counter()
         await self._batcher.submit(op)
+        metrics.checkpoint_written(
+            self._name_of(workflow),
+            checkpoint.last_completed_step,
+            checkpoint.duration_ms / 1000.0,
+            time.perf_counter() - submitted,
+            checkpoint.usage,
+        )
         for h in blobs:
             self._remember_blob(h)
         if self.announce:

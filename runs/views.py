@@ -5,10 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from wfdash import telemetry
 
 from . import access, compare, diagram, filters, inputs, lineage, live, registry, timeline
 from .forms import EditForkForm, RespondForm, StartRunForm, describe_start_event, workflow_doc
@@ -100,6 +103,7 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         inherited_sections=timeline.inherited(run) if window.older is None else [],
         graph=diagram.run_graph(run, [s.step for s in summary.steps]),
         lineage=lineage.lineage(run),
+        trace=telemetry.trace_link(run.id, settings.WFDASH_TRACE_URL),
     )
     return render(request, "runs/detail.html", context)
 

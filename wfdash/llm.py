@@ -15,6 +15,7 @@ from typing import Any
 
 import openai
 
+from wfdash import telemetry
 from wfdash.workflow.usage import record_usage
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -106,6 +107,22 @@ class LLM:
     async def _call(self, api: str, **kwargs: Any) -> CompletionResponse:
         client = self._client_for_call()
         params = {"model": self.model, **self.defaults, **kwargs}
+        operation = "chat" if api == "chat" else "text_completion"
+        with telemetry.llm_span(operation, str(params["model"]), server=_server(client)) as span:
+            result, response = await self._request(client, api, params)
+            span.record(
+                response_model=result.model,
+                input_tokens=result.prompt_tokens,
+                output_tokens=result.completion_tokens,
+                response_id=getattr(response, "id", None),
+                finish_reasons=[str(c.finish_reason) for c in response.choices if getattr(c, "finish_reason", None)],
+            )
+        return result
+
+    async def _request(
+        self, client: openai.AsyncOpenAI, api: str, params: dict[str, Any]
+    ) -> tuple[CompletionResponse, Any]:
+        """One call, recorded as the step's usage; returns the response too."""
         started = time.perf_counter()
         try:
             if api == "chat":
@@ -136,8 +153,16 @@ class LLM:
                 "latency_ms": round(latency_ms, 2),
             }
         )
-        return result
+        return result, response
 
     def _scrub(self, message: str) -> str:
         key = self._client_config[0] if self._client_config else None
         return message.replace(key, "***") if key else message
+
+
+def _server(client: openai.AsyncOpenAI) -> tuple[str, int] | None:
+    """The LLM server's host and port, for the call's span."""
+    url = client.base_url
+    if not url.host:
+        return None
+    return url.host, url.port or (443 if url.scheme == "https" else 80)

@@ -246,6 +246,19 @@ SESSION_COOKIE_HTTPONLY = True
 WFDASH_LEASE_SECONDS = env_int("WFDASH_LEASE_SECONDS", 30)
 WFDASH_WORKER_CONCURRENCY = env_int("WFDASH_WORKER_CONCURRENCY", 50)
 
+# Observability (docs/deploy.md): /metrics is open to loopback clients (unless
+# WFDASH_METRICS_LOOPBACK_OPEN=0) and to others with this bearer token; the run page links
+# its trace with WFDASH_TRACE_URL, e.g. https://tempo.example/trace/{trace_id}.
+WFDASH_METRICS_TOKEN = os.environ.get("WFDASH_METRICS_TOKEN", "")
+WFDASH_METRICS_LOOPBACK_OPEN = env_bool("WFDASH_METRICS_LOOPBACK_OPEN", True)
+WFDASH_TRACE_URL = os.environ.get("WFDASH_TRACE_URL", "")
+if WFDASH_TRACE_URL and (
+    "{trace_id}" not in WFDASH_TRACE_URL or not WFDASH_TRACE_URL.startswith(("https://", "http://"))
+):
+    raise ImproperlyConfigured(
+        f"WFDASH_TRACE_URL must be an http(s) URL containing {{trace_id}}, got {WFDASH_TRACE_URL!r}"
+    )
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

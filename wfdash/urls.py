@@ -5,13 +5,14 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from runs import views
+from runs import metrics, views
 from runs.api import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     # Browsers ask for it on a first visit whatever the page links to.
     path("favicon.ico", RedirectView.as_view(url=static("wfdash/favicon.svg"), permanent=True)),
     path("accounts/", include("django.contrib.auth.urls")),

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from .. import telemetry
 from .context import Context
 from .errors import SerializationError
 from .events import Event
@@ -223,15 +224,25 @@ def _type_name(value: type[Event] | str | None) -> str | None:
 
 
 class WorkflowCheckpointer:
-    """Runs a workflow and checkpoints each completed step into `store`."""
+    """Runs a workflow and checkpoints each completed step into `store`.
+
+    With tracing on (wfdash.telemetry), runs are traced under `name` (default: the class
+    name); `root_spans=False` leaves exporting each run's root span to the caller (a
+    worker does, from the run's stored start time).
+    """
 
     def __init__(
         self,
         workflow: Workflow,
         store: CheckpointStore | None = None,
         disabled_steps: tuple[str, ...] | list[str] = (),
+        *,
+        name: str | None = None,
+        root_spans: bool = True,
     ) -> None:
         self.workflow = workflow
+        self.name = name
+        self.root_spans = root_spans
         self.store: CheckpointStore = store if store is not None else InMemoryCheckpointStore()
         # Ids of the runs this checkpointer started, in order: nothing per checkpoint is
         # kept here (the store has them), so memory stays flat over a long run.
@@ -287,17 +298,22 @@ class WorkflowCheckpointer:
         restored, dispatch, edits = self._prepare_fork(checkpoint, run_id, output_event, store)
         info = RunInfo(run_id, self.workflow, None, parent_checkpoint_id=checkpoint.id_, edits=edits)
         self.parents[info.run_id] = checkpoint.id_
-        return self._launch(info, dispatch=dispatch, restored=restored)
+        return self._launch(info, dispatch=dispatch, restored=restored, parent_run_id=checkpoint.run_id)
 
-    def resume(self, checkpoint: Checkpoint, send: list[Event] | None = None) -> WorkflowHandler:
+    def resume(
+        self, checkpoint: Checkpoint, send: list[Event] | None = None, *, started_at: datetime | None = None
+    ) -> WorkflowHandler:
         """Continue `checkpoint`'s own run (after a crash): same run id, seq continues.
 
-        `send` events (a human answer) are dispatched after the checkpoint's output.
+        `send` events (a human answer) are dispatched after the checkpoint's output;
+        `started_at` is when the run first started (its trace's root span begins there).
         """
         restored, dispatch, _ = self._prepare_fork(checkpoint, checkpoint.run_id, None, None)
         dispatch.extend((None, ev) for ev in send or ())
         info = RunInfo(checkpoint.run_id, self.workflow, None, resumed=True)
-        return self._launch(info, dispatch=dispatch, restored=restored, first_seq=checkpoint.seq + 1)
+        return self._launch(
+            info, dispatch=dispatch, restored=restored, first_seq=checkpoint.seq + 1, started_at=started_at
+        )
 
     def _prepare_fork(
         self,
@@ -342,6 +358,8 @@ class WorkflowCheckpointer:
         dispatch: list[tuple[str | None, Event]],
         restored: Restored | None = None,
         first_seq: int = 1,
+        parent_run_id: str | None = None,
+        started_at: datetime | None = None,
     ) -> WorkflowHandler:
         store = self.store
         workflow = self.workflow
@@ -353,7 +371,7 @@ class WorkflowCheckpointer:
         async def on_start(ctx: Context) -> None:
             await store.run_started(info)
 
-        async def on_step(ctx: Context, done: StepDone) -> None:
+        async def on_step(ctx: Context, done: StepDone) -> int:
             nonlocal next_seq, snapshot_seq
             # seq is taken before the first await, like the state record, so both
             # describe the moment this step completed (and records stay in seq order).
@@ -375,10 +393,18 @@ class WorkflowCheckpointer:
             )
             next_seq += 1
             await store.put_checkpoint(checkpoint, workflow)
+            return checkpoint.seq
 
         async def on_finish(ctx: Context, result: Any, error: BaseException | None) -> None:
             await store.run_finished(ctx.run_id, result, error)
 
+        trace = telemetry.run_trace(
+            info.run_id,
+            self.name or type(workflow).__name__,
+            parent_run_id=parent_run_id,
+            started_at=started_at,
+            root=self.root_spans,
+        )
         return workflow._launch(
             run_id=info.run_id,
             dispatch=dispatch,
@@ -387,6 +413,7 @@ class WorkflowCheckpointer:
             on_finish=on_finish,
             on_start=on_start,
             checkpointed=lambda name: name not in disabled,
+            trace=trace,
         )
 
     # -- reading -------------------------------------------------------------

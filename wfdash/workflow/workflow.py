@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+from .. import telemetry
 from .context import STREAM_END, Context
 from .decorators import StepConfig
 from .errors import (
@@ -41,7 +42,8 @@ class StepDone:
     retries: list[dict[str, Any]] = field(default_factory=list)
 
 
-StepHook = Callable[[Context, StepDone], Awaitable[None]]
+# Returns the seq of the checkpoint it wrote, if it numbers them (for the step's span).
+StepHook = Callable[[Context, StepDone], Awaitable[int | None]]
 # Called when a run ends, before awaiting the handler returns: (ctx, result, error).
 FinishHook = Callable[[Context, Any, BaseException | None], Awaitable[None]]
 
@@ -146,7 +148,9 @@ class Workflow:
             start_event = self.start_event_class(**kwargs)
         elif kwargs:
             raise ValueError("pass either start_event or keyword arguments, not both")
-        return self._launch(run_id=str(uuid.uuid4()), dispatch=[(None, start_event)])
+        run_id = str(uuid.uuid4())
+        trace = telemetry.run_trace(run_id, type(self).__name__)
+        return self._launch(run_id=run_id, dispatch=[(None, start_event)], trace=trace)
 
     def _launch(
         self,
@@ -158,16 +162,19 @@ class Workflow:
         on_finish: FinishHook | None = None,
         on_start: Callable[[Context], Awaitable[None]] | None = None,
         checkpointed: Callable[[str], bool] | None = None,
+        trace: telemetry.RunTrace | None = None,
     ) -> WorkflowHandler:
         """Start a run, optionally in a restored context; `dispatch` pairs are (target step, event).
 
-        `on_step` is called for the steps `checkpointed` accepts (all by default).
+        `on_step` is called for the steps `checkpointed` accepts (all by default); each step
+        execution is a span of `trace` (None: tracing is off).
         """
         if restored is not None:
             ctx, requeue = restored
         else:
             ctx, requeue = Context(self, run_id), []
         runner = _Runner(self, ctx, on_step, on_finish)
+        runner.trace = trace
         if on_step is not None:
             ctx.start_journal()
         if checkpointed is not None:
@@ -199,6 +206,7 @@ class _Runner:
         # Called when the run is idle waiting for a human answer.
         self.on_idle: Callable[[], None] | None = None
         self.checkpointed: Callable[[str], bool] = lambda name: True
+        self.trace: telemetry.RunTrace | None = None
         ctx._runner = self
 
     async def main(
@@ -235,6 +243,8 @@ class _Runner:
                 task.cancel()
             self.ctx._runner = None
             self.ctx._stream.put_nowait(STREAM_END)
+        if self.trace is not None and not isinstance(error, WorkflowSuspendedError):
+            self.trace.finish(error)
         if self.on_finish is not None:
             await self.on_finish(self.ctx, result, error)
         if error is not None:
@@ -282,13 +292,22 @@ class _Runner:
         """Run `ev` in step `name`, or the oldest event queued for it."""
         self.active[name] += 1
         token, ev = self.ctx.begin(name, ev)
-        task = asyncio.get_running_loop().create_task(self._execute(name, ev, token))
+        run = self._run_step(name, ev, token, None) if self.trace is None else self._traced(name, ev, token)
+        task = asyncio.get_running_loop().create_task(run)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
     # -- execution -----------------------------------------------------------
 
-    async def _execute(self, name: str, ev: Event, token: int) -> None:
+    async def _traced(self, name: str, ev: Event, token: int) -> None:
+        assert self.trace is not None
+        span = self.trace.start_step(name, ev)
+        try:
+            await self._run_step(name, ev, token, span)
+        finally:
+            span.end()
+
+    async def _run_step(self, name: str, ev: Event, token: int, span: telemetry.StepSpan | None) -> None:
         self.ctx.run_step_as(token)
         cfg = self.workflow._steps[name]
         method = getattr(self.workflow, name)
@@ -313,18 +332,23 @@ class _Runner:
                         "duration_ms": (time.perf_counter() - attempt_started) * 1000.0,
                     }
                 )
+                if span is not None:
+                    span.attempt_failed(exc, attempts)
                 delay = None
                 if cfg.retry_policy is not None:
                     delay = cfg.retry_policy.next(time.perf_counter() - started, attempts, exc)
                 if delay is None:
-                    self._fail(
-                        WorkflowRuntimeError(f"step '{name}' failed: {type(exc).__name__}: {exc}", step=name), exc
-                    )
+                    error = WorkflowRuntimeError(f"step '{name}' failed: {type(exc).__name__}: {exc}", step=name)
+                    self._fail_step(span, attempts, error, exc, recorded=True)
                     return
                 await asyncio.sleep(delay)
         if output is not None and not isinstance(output, Event):
-            self._fail(
-                WorkflowRuntimeError(f"step '{name}' returned {type(output).__name__}, not an Event or None", step=name)
+            self._fail_step(
+                span,
+                attempts + 1,
+                WorkflowRuntimeError(
+                    f"step '{name}' returned {type(output).__name__}, not an Event or None", step=name
+                ),
             )
             return
         self.ctx.end(token)
@@ -333,7 +357,7 @@ class _Runner:
             try:
                 state = self.ctx.checkpoint_record()
             except Exception as exc:
-                self._fail(WorkflowRuntimeError(f"step '{name}': {exc}", step=name), exc)
+                self._fail_step(span, attempts + 1, WorkflowRuntimeError(f"step '{name}': {exc}", step=name), exc)
                 return
             # Until its checkpoint is written, the output belongs in every other
             # state recorded meanwhile, or a restore from one of those would lose it.
@@ -342,13 +366,20 @@ class _Runner:
             self.checkpointing += 1
             try:
                 done = StepDone(name, ev, output, time.perf_counter() - started, usage, state, retries)
-                await self.on_step(self.ctx, done)
+                seq = await self.on_step(self.ctx, done)
             except Exception as exc:
-                self._fail(WorkflowRuntimeError(f"step '{name}': checkpoint failed: {exc}", step=name), exc)
+                error = WorkflowRuntimeError(f"step '{name}': checkpoint failed: {exc}", step=name)
+                self._fail_step(span, attempts + 1, error, exc)
                 return
             finally:
                 self.checkpointing -= 1
                 self.ctx.release_output(token)
+        else:
+            seq = None
+        if span is not None:
+            # Ended before the output moves on: the span is the execution and its checkpoint.
+            span.succeeded(output, attempts + 1, seq)
+            span.end()
         if output is not None:
             try:
                 self.dispatch(output)
@@ -373,6 +404,19 @@ class _Runner:
                 self.on_idle()
             return
         self._fail(WorkflowRuntimeError("run stalled: no step is running or queued and no StopEvent was returned"))
+
+    def _fail_step(
+        self,
+        span: telemetry.StepSpan | None,
+        attempt: int,
+        error: BaseException,
+        cause: BaseException | None = None,
+        recorded: bool = False,
+    ) -> None:
+        """Fail the run because step execution failed; `recorded`: its exception is on the span already."""
+        self._fail(error, cause)
+        if span is not None:
+            span.failed(error, attempt, recorded)
 
     def _fail(self, error: BaseException, cause: BaseException | None = None) -> None:
         if cause is not None:

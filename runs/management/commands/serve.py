@@ -3,9 +3,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -45,10 +47,16 @@ class Command(BaseCommand):
                 start_run(name, fields)
             self.stdout.write(f"queued {len(DEMO_RUNS)} demo runs")
         python = sys.executable
+        # /metrics on daphne adds up the worker's metrics through a shared directory
+        # (prometheus-client's multiprocess mode), this run's own unless one is given.
+        env = dict(os.environ)
+        metrics_dir = None
+        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics_dir = env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wfdash-metrics-")
         server = subprocess.Popen(
-            [python, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "wfdash.asgi:application"]
+            [python, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "wfdash.asgi:application"], env=env
         )
-        worker = subprocess.Popen([python, "manage.py", "wfworker"])
+        worker = subprocess.Popen([python, "manage.py", "wfworker"], env=env)
         self.stdout.write(self.style.SUCCESS(f"wfdash is running at http://{opts['host']}:{opts['port']}/"))
         self.stdout.flush()
         children = [server, worker]
@@ -70,6 +78,8 @@ class Command(BaseCommand):
                     child.wait(timeout=35)
                 except subprocess.TimeoutExpired:
                     child.kill()
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         names = {id(server): "daphne", id(worker): "wfworker"}
         failed = [names[id(c)] for c in children if c.returncode not in (0, -15, None)]
         if failed:
