@@ -7,17 +7,31 @@ Errors are always `{"error": {"code", "message", "field"?}}`; no error writes an
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
-from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja import NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
 
+from wfdash import api_schemas as schemas
 from wfdash import telemetry
+from wfdash.api_schemas import (
+    CheckpointDetailOut,
+    CheckpointFilters,
+    CheckpointOut,
+    CheckpointPage,
+    ErrorOut,
+    ForkIn,
+    RespondIn,
+    RunFilters,
+    RunIn,
+    RunListItem,
+    RunPage,
+    WorkflowOut,
+)
 
 from . import access, filters, inputs, registry
 from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
@@ -54,53 +68,12 @@ api = NinjaAPI(
 )
 
 
-# -- schemas -------------------------------------------------------------------
+# -- schemas (wfdash/api_schemas.py, shared with the Python client) ----------------
 
 
-class ErrorBody(Schema):
-    code: str
-    message: str
-    field: str | None = None
-
-
-class ErrorOut(Schema):
-    error: ErrorBody
-
-
-class ActivityOut(Schema):
-    action: str
-    username: str
-    at: datetime
-    detail: dict[str, Any]
-
-
-class _RunFields(Schema):
-    """What a run's detail and its list item share."""
-
-    id: uuid.UUID
-    workflow: str
-    status: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: str
-    parent_checkpoint_id: uuid.UUID | None
-    fork_edits: dict[str, Any]
-    checkpoint_count: int
-    attempts: int
-    llm_calls: int
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class RunOut(_RunFields):
-    start_event: dict[str, Any] | None
-    result: Any = None
-    activity: list[ActivityOut] = Field(description="who started, forked, cancelled or answered it (newest first)")
-    trace_id: str | None = Field(
-        None, description="the run's OpenTelemetry trace id (32 hex digits); null when runs are not traced"
-    )
-
+# The shared RunOut, filled from a Run row: its activity through a ninja resolver. (No
+# docstring: it would become the OpenAPI description.)
+class RunOut(Schema, schemas.RunOut):
     @staticmethod
     def resolve_activity(run: Run) -> list[Any]:
         return run.recent_activities()
@@ -109,94 +82,6 @@ class RunOut(_RunFields):
     def resolve_trace_id(run: Run) -> str | None:
         link = telemetry.trace_link(run.id, settings.WFDASH_TRACE_URL)
         return link["id"] if link else None
-
-
-class RunListItem(_RunFields):
-    """A run in a list: `start_event` and `result` can be megabytes, so a list carries the first
-    PREVIEW_CHARS characters of their JSON; `url` (the run itself) has them whole."""
-
-    url: str
-    start_event_preview: str | None = Field(description="the start event's JSON, cut at PREVIEW_CHARS characters")
-    start_event_truncated: bool
-    result_preview: str | None = Field(description="the result's JSON, cut at PREVIEW_CHARS characters")
-    result_truncated: bool
-
-
-class RunPage(Schema):
-    items: list[RunListItem]
-    next_cursor: str | None
-
-
-class RunIn(Schema):
-    workflow: str = Field(min_length=1, max_length=100)
-    input: dict[str, Any] = Field(default_factory=dict)
-
-
-class CheckpointOut(Schema):
-    id: uuid.UUID
-    run_id: uuid.UUID
-    seq: int
-    workflow: str
-    last_completed_step: str
-    input_event_type: str
-    output_event_type: str
-    created_at: datetime
-    duration_ms: float
-    usage: list[dict[str, Any]] | None
-
-
-class CheckpointDetailOut(CheckpointOut):
-    input_event: dict[str, Any]
-    output_event: dict[str, Any] | None
-    ctx_state: dict[str, Any]
-
-
-class CheckpointPage(Schema):
-    items: list[CheckpointOut]
-    next_cursor: str | None
-
-
-class ForkIn(Schema):
-    output_event: dict[str, Any] | None = None
-    store: dict[str, Any] | None = None
-
-
-class RespondIn(Schema):
-    response: str = Field(max_length=100_000)
-
-
-class StepOut(Schema):
-    name: str
-    accepts: list[str]
-    returns: list[str]
-    num_workers: int
-
-
-class WorkflowOut(Schema):
-    name: str
-    start_event: str
-    steps: list[StepOut]
-    event_types: dict[str, dict[str, Any]]
-
-
-class RunFilters(Schema):
-    workflow: str | None = Field(default=None, max_length=100)
-    status: str | None = Field(default=None, max_length=20)
-    parent: str | None = Field(default=None, max_length=60, description="parent run id, or its first 6+ hex digits")
-    since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
-    before: str | None = Field(default=None, max_length=120, description="cursor from next_cursor")
-
-
-class CheckpointFilters(Schema):
-    workflow: str | None = Field(default=None, max_length=100)
-    run: str | None = Field(default=None, max_length=60, description="run id, or its first 6+ hex digits")
-    step: str | None = Field(default=None, max_length=100)
-    input_event_type: str | None = Field(default=None, max_length=100)
-    output_event_type: str | None = Field(
-        default=None, max_length=100, description='"None" for checkpoints whose step returned no event'
-    )
-    since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
-    before: str | None = Field(default=None, max_length=120)
 
 
 ERRORS: dict[int, Any] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 413: ErrorOut, 422: ErrorOut}
@@ -259,7 +144,7 @@ def _run(run_id: uuid.UUID) -> Run:
 def list_runs(request: HttpRequest, params: Query[RunFilters]) -> Any:
     access.check(request.user, access.VIEW)
     try:
-        qs, _ = filters.run_filters({k: v for k, v in params.dict().items() if v is not None})
+        qs, _ = filters.run_filters({k: v for k, v in params.model_dump().items() if v is not None})
         page = filters.paginate(filters.with_previews(qs), params.before)
     except filters.FilterError as exc:
         return error(request, 400, "bad_filter", str(exc))
@@ -333,7 +218,7 @@ def run_checkpoints(
 def list_checkpoints(request: HttpRequest, params: Query[CheckpointFilters]) -> Any:
     access.check(request.user, access.VIEW)
     try:
-        qs, _ = filters.checkpoint_filters({k: v for k, v in params.dict().items() if v is not None})
+        qs, _ = filters.checkpoint_filters({k: v for k, v in params.model_dump().items() if v is not None})
         page = filters.paginate(qs, params.before)
     except filters.FilterError as exc:
         return error(request, 400, "bad_filter", str(exc))
