@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Length
 from django.http import HttpRequest
 from django.urls import reverse
@@ -29,7 +29,7 @@ from wfdash.workflow.errors import SerializationError
 
 from . import access, filters, registry
 from .inputs import InputError
-from .models import TERMINAL, Activity, ApiToken, Blob, Checkpoint, Run, RunStatus, fork_run
+from .models import TERMINAL, Activity, ApiToken, Blob, Checkpoint, Experiment, Run, RunStatus, fork_run
 from .states import expand_records
 from .templatetags.wfdash import format_ms
 
@@ -553,6 +553,71 @@ class CheckpointAdmin(ReadOnlyAdmin):
                 ),
                 messages.SUCCESS,
             )
+
+
+# -- experiments (sweeps) --------------------------------------------------------
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(ReadOnlyAdmin):
+    """Read-only: experiments are created by a sweep (page, API or `fork --variants`). Seen by
+    whoever may see runs (the one policy), not by a permission of their own."""
+
+    list_display = ("short", "name", "base", "variant_count", "created_by", "created_at")
+    list_display_links = ("short",)
+    sortable_by = ("short", "created_at")
+    ordering = ("-created_at", "-id")
+    list_select_related = ("checkpoint", "created_by")
+    list_defer = ("variants", "grid", "checkpoint__input_event", "checkpoint__output_event", "checkpoint__state")
+    search_fields = ("id",)
+    search_help_text = "An experiment id, or its first 6+ hex digits."
+    raw_id_fields = ("checkpoint", "base_run", "created_by")
+    fields = ("id", "name", "base", "created_by", "created_at", "runs", "grid_pretty", "variants_pretty")
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return access.allows(request.user, access.VIEW)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Experiment]:
+        return super().get_queryset(request).annotate(run_count=Count("runs"))
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        if not search_term.strip():
+            return queryset, False
+        by_id = id_search(search_term, "id")
+        if by_id is None:
+            self.search_message(request, search_term)
+            return queryset.none(), False
+        return queryset.filter(by_id), False
+
+    @admin.display(description="id", ordering="id")
+    def short(self, obj: Experiment) -> SafeString:
+        return short_id(obj.pk)
+
+    @admin.display(description="forked from")
+    def base(self, obj: Experiment) -> SafeString:
+        c = obj.checkpoint
+        return admin_link(c, format_html("{} #{} {}", short_id(c.run_id), c.seq, c.last_completed_step))
+
+    @admin.display(description="runs")
+    def variant_count(self, obj: Experiment) -> int:
+        return int(getattr(obj, "run_count", 0))
+
+    @admin.display(description="runs")
+    def runs(self, obj: Experiment) -> SafeString:
+        page = reverse("experiment-detail", args=[obj.pk])
+        listed = reverse("admin:runs_run_changelist") + f"?experiment__id__exact={obj.pk}"
+        return format_html('<a href="{}">the matrix</a> · <a href="{}">the runs in the admin</a>', page, listed)
+
+    @admin.display(description="grid")
+    def grid_pretty(self, obj: Experiment) -> SafeString | None:
+        return pretty_json(obj.grid)
+
+    @admin.display(description="variants' edits")
+    def variants_pretty(self, obj: Experiment) -> SafeString | None:
+        return pretty_json(obj.variants)
 
 
 # -- blobs -----------------------------------------------------------------------

@@ -288,3 +288,8 @@ def list_workflows(request: HttpRequest) -> Any:
             }
         )
     return out
+
+
+# -- experiments (sweeps): their own module, which imports the schemas above -----------
+
+api.add_router("/", "runs.api_experiments.router")

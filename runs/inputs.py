@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wfdash.workflow import HumanResponseEvent, InputRequiredEvent, StopEvent, Workflow
+from pydantic import ValidationError
+
+from wfdash.workflow import Event, HumanResponseEvent, InputRequiredEvent, StopEvent, Workflow
 from wfdash.workflow.checkpointer import Checkpoint
 from wfdash.workflow.errors import SerializationError
 from wfdash.workflow.serialization import decode_value, encode_event, encode_value, validate_event
@@ -18,7 +20,12 @@ from . import registry
 
 
 class InputError(ValueError):
-    """Bad user input; the message is shown as is."""
+    """Bad user input; the message is shown as is. `field` names where it is, when known
+    (`output_event.n`, `store.temperature`)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class WorkflowUnavailable(InputError):
@@ -105,41 +112,60 @@ def fork_edits(workflow: Workflow, checkpoint: Checkpoint, edit: Any, store: Any
     if edit == {} and output_event is None:
         edit = None  # the edit-and-fork page's empty box: nothing to edit
     edits: dict[str, Any] = {}
-    reject_nul(edit, "the output event")
-    reject_nul(store, "the store edits")
+    _reject_nul_at(edit, "the output event", "output_event")
+    _reject_nul_at(store, "the store edits", "store")
     if edit is not None:
         if not isinstance(edit, dict):
-            raise InputError("the output event must be a JSON object")
+            raise InputError("the output event must be a JSON object", "output_event")
         reg = workflow.event_registry
+        where = "output_event"
         if set(edit) == {"type", "data"}:
             if not isinstance(edit["type"], str) or edit["type"] not in reg:
-                raise InputError(f"unknown event type {edit['type']!r} for this workflow")
+                raise InputError(f"unknown event type {edit['type']!r} for this workflow", "output_event.type")
             cls = reg.get(edit["type"])
-            data = edit["data"]
+            data, where = edit["data"], "output_event.data"
         elif output_event is not None:
             cls, data = type(output_event), edit
         else:
-            raise InputError('this checkpoint has no output event; give {"type": ..., "data": {...}}')
+            raise InputError('this checkpoint has no output event; give {"type": ..., "data": {...}}', "output_event")
         if not isinstance(data, dict):
-            raise InputError("the output event's data must be a JSON object")
+            raise InputError("the output event's data must be a JSON object", where)
         if not workflow.accepting_steps(cls) and not issubclass(cls, StopEvent | InputRequiredEvent):
-            raise InputError(f"no step of this workflow accepts {cls.__name__}")
+            raise InputError(f"no step of this workflow accepts {cls.__name__}", "output_event")
         try:
             edits["output_event"] = encode_event(validate_event(cls, data))
         except SerializationError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(str(exc), _invalid_field(cls, data, where)) from None
     if store is not None:
         if not isinstance(store, dict):
-            raise InputError("store edits must be a JSON object")
-        try:
-            edits["store"] = {str(k): encode_value(str(k), v) for k, v in store.items()}
-            # The checkpoint's own state was checked when it was loaded; the edited values are
-            # decoded here as the fork's restore will decode them (events by registry name only).
-            for value in edits["store"].values():
-                decode_value(workflow.event_registry, value)
-        except SerializationError as exc:
-            raise InputError(f"store edits: {exc}") from None
+            raise InputError("store edits must be a JSON object", "store")
+        edits["store"] = {}
+        for key, value in store.items():
+            try:
+                edits["store"][str(key)] = encode_value(str(key), value)
+                # The checkpoint's own state was checked when it was loaded; the edited values are
+                # decoded here as the fork's restore will decode them (events by registry name only).
+                decode_value(workflow.event_registry, edits["store"][str(key)])
+            except SerializationError as exc:
+                raise InputError(f"store edits: {exc}", f"store.{key}") from None
     return edits
+
+
+def _reject_nul_at(value: Any, what: str, field: str) -> None:
+    try:
+        reject_nul(value, what)
+    except InputError as exc:
+        raise InputError(str(exc), field) from None
+
+
+def _invalid_field(cls: type[Event], data: dict[str, Any], where: str) -> str:
+    """Where pydantic found the first problem in `data` (only called once validation failed)."""
+    try:
+        cls.model_validate(data)
+    except ValidationError as exc:
+        loc = exc.errors()[0]["loc"] if exc.errors() else ()
+        return ".".join([where, *(str(p) for p in loc)])
+    return where
 
 
 def human_response(workflow: Workflow, fields: dict[str, Any]) -> dict[str, Any]:

@@ -138,6 +138,37 @@ def announce_run(run_id: uuid.UUID | str) -> None:
     transaction.on_commit(send)
 
 
+def announce_runs(run_ids: list[uuid.UUID]) -> None:
+    """announce_run for many new runs (a sweep's): one query and one hop into the event loop,
+    instead of one each (100 announcements cost ~300 ms one by one)."""
+    ids = list(run_ids)
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        runs = Run.objects.select_related("parent_checkpoint").filter(pk__in=ids)
+        runs = runs.defer("start_event", "result", "fork_edits", "pending_input", "error_traceback").defer(
+            "parent_checkpoint__input_event", "parent_checkpoint__output_event", "parent_checkpoint__state"
+        )
+        events = []
+        for run in runs:
+            parent = str(run.parent_checkpoint.run_id) if run.parent_checkpoint else None
+            event = {"type": "run.changed", "message": run_message(run, parent)}
+            events += [(RUNS_GROUP, event), (run_group(run.id), event)]
+
+        async def send_all() -> None:
+            for group, event in events:
+                try:
+                    await layer.group_send(group, event)
+                except Exception:  # as _send: a live page catches up; never fail the write
+                    log.warning("could not announce to %s", group, exc_info=True)
+
+        async_to_sync(send_all)()
+
+    transaction.on_commit(send)
+
+
 async def aannounce_checkpoints(messages: list[CheckpointMessage]) -> None:
     """Announce committed checkpoints (called by the worker's store after its batch committed)."""
     layer = get_channel_layer()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -13,6 +13,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from wfdash.workflow.errors import SerializationError
+
+if TYPE_CHECKING:
+    from wfdash.workflow import Workflow
+    from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
 
 
 class RunStatus(models.TextChoices):
@@ -188,6 +192,9 @@ class Run(models.Model):
     llm_calls = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
+    # A variant of a sweep: the experiment it belongs to and its index there (0-based).
+    experiment = models.ForeignKey("Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    variant = models.PositiveSmallIntegerField(null=True, blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -199,6 +206,10 @@ class Run(models.Model):
             models.Index(fields=["workflow", "-created_at"], name="run_workflow_idx"),
             models.Index(fields=["status", "-created_at"], name="run_status_idx"),
             models.Index(fields=["updated_at"], name="run_updated_idx"),
+        ]
+        constraints = [
+            # Also the index behind an experiment's matrix (its runs in variant order).
+            models.UniqueConstraint(fields=["experiment", "variant"], name="run_experiment_variant_unique"),
         ]
 
     def __str__(self) -> str:
@@ -372,8 +383,9 @@ def start_run(workflow_name: str, fields: dict[str, Any], user: Any = None) -> R
     return run
 
 
-def fork_run(checkpoint_id: Any, output_event: Any = None, store: Any = None, user: Any = None) -> Run:
-    """Queue a new run from a checkpoint, with optional validated edits; the parent is untouched."""
+def fork_point(checkpoint_id: Any) -> tuple[Checkpoint, Workflow, EngineCheckpoint]:
+    """The checkpoint row to fork, its workflow and its decoded state (what edits are validated
+    against); refuses unknown ids and tampered rows before anything is created."""
     from . import inputs
     from .store import to_engine
 
@@ -383,9 +395,17 @@ def fork_run(checkpoint_id: Any, output_event: Any = None, store: Any = None, us
         raise inputs.InputError(f"unknown checkpoint {checkpoint_id!r}") from None
     workflow = inputs.workflow_named(row.workflow)
     try:
-        decoded = to_engine(row, workflow)  # refuses tampered rows before anything is created
+        decoded = to_engine(row, workflow)
     except SerializationError as exc:
         raise inputs.InputError(f"checkpoint {row.id} cannot be restored: {exc}") from None
+    return row, workflow, decoded
+
+
+def fork_run(checkpoint_id: Any, output_event: Any = None, store: Any = None, user: Any = None) -> Run:
+    """Queue a new run from a checkpoint, with optional validated edits; the parent is untouched."""
+    from . import inputs
+
+    row, workflow, decoded = fork_point(checkpoint_id)
     edits = inputs.fork_edits(workflow, decoded, output_event, store)
     with transaction.atomic():
         run = Run.objects.create(
@@ -419,13 +439,15 @@ def _is_user(user: Any) -> bool:
 
 
 class Activity(models.Model):
-    """Who did what to a run, and when: started, forked, cancelled, answered."""
+    """Who did what to a run, and when: started, forked, cancelled, answered, swept."""
 
     class Action(models.TextChoices):
         STARTED = "started"
         FORKED = "forked"
         CANCELLED = "cancelled"
         ANSWERED = "answered"
+        SWEPT = "swept"
+        """Forked a checkpoint of this run into an experiment's variants."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="activities")
     action = models.CharField(max_length=16, choices=Action.choices)
@@ -451,6 +473,36 @@ class Activity(models.Model):
         return cls.objects.create(
             run=run, action=action, user=who, username=who.get_username() if who else "", detail=detail or {}
         )
+
+
+class Experiment(models.Model):
+    """A sweep: variants of one checkpoint forked in one action, each a run with its own edits
+    (`Run.experiment`, `Run.variant`), compared with the base run (the checkpoint's run).
+
+    Created only by `runs.experiments.create_sweep`, which validates every variant first."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200, blank=True)
+    # Cascades: retention deletes a base run only once no fork of it (no variant) is left.
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="experiments")
+    base_run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="experiments")
+    variants = models.JSONField(
+        default=list,
+        help_text="Each variant's edits as given (a grid's expanded), in variant order; "
+        "the runs' fork_edits hold them validated and encoded.",
+    )
+    grid = models.JSONField(null=True, blank=True, help_text="The grid the variants were expanded from, if any.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="experiments"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["base_run", "-created_at"], name="experiment_base_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'experiment'} {self.id} ({len(self.variants)} variants)"
 
 
 class ApiToken(models.Model):

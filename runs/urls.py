@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import experiment_views, views
 
 urlpatterns = [
     path("", views.runs_list, name="runs-list"),
@@ -16,4 +16,6 @@ urlpatterns = [
     path("checkpoints/<uuid:checkpoint_id>/", views.checkpoint_detail, name="checkpoint-detail"),
     path("checkpoints/<uuid:checkpoint_id>/fork/", views.checkpoint_fork, name="checkpoint-fork"),
     path("checkpoints/<uuid:checkpoint_id>/edit/", views.checkpoint_edit_fork, name="checkpoint-edit-fork"),
+    path("checkpoints/<uuid:checkpoint_id>/sweep/", experiment_views.checkpoint_sweep, name="checkpoint-sweep"),
+    path("experiments/<uuid:experiment_id>/", experiment_views.experiment_detail, name="experiment-detail"),
 ]

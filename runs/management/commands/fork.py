@@ -10,6 +10,7 @@ from runs.models import Checkpoint, fork_run
 
 from ._follow import report
 from ._ids import one_line, resolve
+from ._sweep import read_variants, sweep
 
 
 class Command(BaseCommand):
@@ -22,8 +23,22 @@ class Command(BaseCommand):
         parser.add_argument("--store", default=None, help="JSON object of store values to override")
         parser.add_argument("--wait", action="store_true")
         parser.add_argument("--timeout", type=float, default=None)
+        parser.add_argument(
+            "--variants",
+            default=None,
+            metavar="FILE",
+            help="a sweep: JSON Lines, one edit object per line ({output_event?, store?}), '-' for stdin; "
+            "prints the experiment id and its runs' ids (with --wait, the matrix)",
+        )
+        parser.add_argument("--name", default="", help="with --variants: the experiment's name")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["variants"] is not None:
+            if opts["output_event"] or opts["store"]:
+                raise CommandError("--variants takes the edits from its file: drop --output-event and --store")
+            checkpoint_id = resolve(Checkpoint.objects.all(), opts["checkpoint"], "checkpoint", "checkpoint")
+            sweep(self, checkpoint_id, read_variants(opts["variants"]), opts)
+            return
         try:
             edit = parse_json_object(opts["output_event"], "--output-event") if opts["output_event"] else None
             store = parse_json_object(opts["store"], "--store") if opts["store"] else None
