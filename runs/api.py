@@ -16,7 +16,7 @@ from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
 
-from . import access, filters, inputs, registry
+from . import access, filters, inputs, registry, search
 from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
 
 MAX_BODY = 1024 * 1024
@@ -140,8 +140,18 @@ class CheckpointDetailOut(CheckpointOut):
     ctx_state: dict[str, Any]
 
 
+class MatchOut(Schema):
+    field: str = Field(description='where a word of q was found: "input_event.topic", "store.notes.deep[0]"')
+    snippet: str = Field(description="plain text around the match")
+    ranges: list[list[int]] = Field(description="[start, end) of each matched word in snippet")
+
+
+class CheckpointListItem(CheckpointOut):
+    matches: list[MatchOut] | None = Field(None, description="with q: the fields its words were found in (else null)")
+
+
 class CheckpointPage(Schema):
-    items: list[CheckpointOut]
+    items: list[CheckpointListItem]
     next_cursor: str | None
 
 
@@ -185,6 +195,12 @@ class CheckpointFilters(Schema):
         default=None, max_length=100, description='"None" for checkpoints whose step returned no event'
     )
     since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
+    q: str | None = Field(
+        default=None,
+        max_length=search.MAX_QUERY_CHARS,
+        description="words inside input events, output events and store values: all of them, each as a word "
+        "start (3+ characters) or a whole word, case-insensitive",
+    )
     before: str | None = Field(default=None, max_length=120)
 
 
@@ -322,10 +338,14 @@ def run_checkpoints(
 def list_checkpoints(request: HttpRequest, params: Query[CheckpointFilters]) -> Any:
     access.check(request.user, access.VIEW)
     try:
-        qs, _ = filters.checkpoint_filters({k: v for k, v in params.dict().items() if v is not None})
+        qs, active = filters.checkpoint_filters({k: v for k, v in params.dict().items() if v is not None})
         page = filters.paginate(qs, params.before)
     except filters.FilterError as exc:
-        return error(request, 400, "bad_filter", str(exc))
+        return error(request, 400, "bad_filter", str(exc), getattr(exc, "field", None))
+    if found := search.parse(active.get("q")):
+        where = search.matches_for(page.rows, found)
+        for row in page.rows:
+            row.matches = [m.as_dict() for m in where.get(row.pk, [])]
     return {"items": page.rows, "next_cursor": page.next_cursor}
 
 
