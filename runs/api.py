@@ -33,7 +33,7 @@ from wfdash.api_schemas import (
     WorkflowOut,
 )
 
-from . import access, filters, inputs, registry
+from . import access, filters, inputs, registry, search
 from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
 
 MAX_BODY = 1024 * 1024
@@ -218,10 +218,14 @@ def run_checkpoints(
 def list_checkpoints(request: HttpRequest, params: Query[CheckpointFilters]) -> Any:
     access.check(request.user, access.VIEW)
     try:
-        qs, _ = filters.checkpoint_filters({k: v for k, v in params.model_dump().items() if v is not None})
+        qs, active = filters.checkpoint_filters({k: v for k, v in params.model_dump().items() if v is not None})
         page = filters.paginate(qs, params.before)
     except filters.FilterError as exc:
-        return error(request, 400, "bad_filter", str(exc))
+        return error(request, 400, "bad_filter", str(exc), getattr(exc, "field", None))
+    if found := search.parse(active.get("q")):
+        where = search.matches_for(page.rows, found)
+        for row in page.rows:
+            row.matches = [m.as_dict() for m in where.get(row.pk, [])]
     return {"items": page.rows, "next_cursor": page.next_cursor}
 
 

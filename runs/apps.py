@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class RunsConfig(AppConfig):
@@ -9,3 +12,14 @@ class RunsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
+
+        post_migrate.connect(_repair_search_index, sender=self)
+
+
+def _repair_search_index(using: str = "default", **kwargs: Any) -> None:
+    """A migration that rebuilt runs_checkpoint on SQLite dropped the search triggers: put them back."""
+    from django.db import connections
+
+    from . import search_index
+
+    search_index.repair(connections[using])

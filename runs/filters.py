@@ -204,7 +204,8 @@ NO_OUTPUT = "None"
 
 def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str]]:
     """Checkpoints matching every given filter (AND): workflow, run (an id or a prefix), step,
-    input/output event type (`output_event_type=None`: steps that returned no event)."""
+    input/output event type (`output_event_type=None`: steps that returned no event), and `q`,
+    words inside their events and store values (runs/search.py)."""
     qs = Checkpoint.objects.defer("input_event", "output_event", "state")
     active: dict[str, str] = {}
     if run := params.get("run", "").strip():
@@ -219,6 +220,12 @@ def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str
     if since := params.get("since", "").strip():
         qs = qs.filter(created_at__gte=parse_since(since))
         active["since"] = since
+    # Words inside events and store values (runs/search.py): last, as it may query the index.
+    from . import search
+
+    if found := search.parse(params.get("q")):
+        qs = search.matching(qs, found)
+        active["q"] = found.text
     return qs, active
 
 

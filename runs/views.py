@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from wfdash import telemetry
 
-from . import access, compare, diagram, filters, inputs, lineage, live, registry, timeline
+from . import access, compare, diagram, filters, inputs, lineage, live, registry, search, timeline
 from .forms import EditForkForm, RespondForm, StartRunForm, describe_start_event, workflow_doc
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
 
@@ -235,8 +235,14 @@ def checkpoints_explorer(request: HttpRequest) -> HttpResponse:
         if request.htmx:  # type: ignore[attr-defined]
             return render(request, "runs/_explorer_results.html", context)
         return render(request, "runs/explorer.html", context, status=400)
+    checkpoints: list[dict[str, Any]] = [dict(live.checkpoint_message(c)) for c in page.rows]
+    if found := search.parse(active.get("q")):
+        # Where the words matched, for this page's rows only.
+        where = search.matches_for(page.rows, found)
+        for row, c in zip(checkpoints, page.rows, strict=True):
+            row["matches"] = where.get(c.pk, [])
     context.update(
-        checkpoints=[live.checkpoint_message(c) for c in page.rows],
+        checkpoints=checkpoints,
         active=active,
         next_cursor=page.next_cursor,
         counts=counts,

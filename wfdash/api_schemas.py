@@ -106,8 +106,18 @@ class CheckpointDetailOut(CheckpointOut):
     ctx_state: dict[str, Any]
 
 
+class MatchOut(ApiModel):
+    field: str = Field(description='where a word of q was found: "input_event.topic", "store.notes.deep[0]"')
+    snippet: str = Field(description="plain text around the match")
+    ranges: list[list[int]] = Field(description="[start, end) of each matched word in snippet")
+
+
+class CheckpointListItem(CheckpointOut):
+    matches: list[MatchOut] | None = Field(None, description="with q: the fields its words were found in (else null)")
+
+
 class CheckpointPage(ApiModel):
-    items: list[CheckpointOut]
+    items: list[CheckpointListItem]
     next_cursor: str | None
 
 
@@ -151,6 +161,12 @@ class CheckpointFilters(ApiModel):
         default=None, max_length=100, description='"None" for checkpoints whose step returned no event'
     )
     since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
+    q: str | None = Field(
+        default=None,
+        max_length=200,  # runs.search.MAX_QUERY_CHARS (this module stays free of Django)
+        description="words inside input events, output events and store values: all of them, each as a word "
+        "start (3+ characters) or a whole word, case-insensitive",
+    )
     before: str | None = Field(default=None, max_length=120)
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs import filters
+from runs import filters, search
 from runs.models import Checkpoint, Run
 
 from ._ids import quiet_broken_pipe
@@ -21,6 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--step", default=None, help="last completed step")
         parser.add_argument("--input-event-type", default=None)
         parser.add_argument("--output-event-type", default=None, help="None: steps that returned no event")
+        parser.add_argument(
+            "-q", "--q", default=None, help="words inside events and store values (all of them; 3+ letters: starts)"
+        )
         parser.add_argument("--limit", type=int, default=None)
         parser.add_argument("--json", action="store_true", help="JSON Lines")
 
@@ -44,6 +47,11 @@ class Command(BaseCommand):
                 if option == "output_event_type" and value == filters.NO_OUTPUT:
                     value = ""
                 qs = qs.filter(**{field: value})
+        try:
+            if found := search.parse(opts["q"]):
+                qs = search.matching(qs, found)
+        except filters.FilterError as exc:
+            raise CommandError(str(exc).replace("q ", "--q ", 1)) from None
         qs = qs.order_by("created_at", "run_id", "seq").only(
             "id",
             "run_id",

@@ -1,0 +1,231 @@
+"""The full-text index of checkpoints, kept by the database itself (triggers), for `q=` search.
+
+What is indexed: the string and number values (never keys, never event type names) inside a
+checkpoint's input event, its output event and the store values its state record carries (the
+keys its step set or changed, or the whole store in a full record), large store values read
+from their blob. Booleans and nulls are not indexed. Words are runs of letters and digits;
+every other character (ASCII punctuation included) separates them.
+
+Both databases keep a side table, `runs_checkpoint_search`, one row per checkpoint with text,
+filled and emptied by triggers on `runs_checkpoint`, so every writer (the workers' raw
+inserts, the ORM, imports, deletes and prunes) keeps it current without knowing it exists:
+
+- SQLite: the row holds the text and an FTS5 table (`runs_checkpoint_fts`, external content,
+  `detail=none`: no phrase queries, a small index) indexes it under the row's INTEGER PRIMARY
+  KEY, which VACUUM keeps (a checkpoint's own rowid it may change).
+- PostgreSQL: the row holds a `tsvector` (configuration `simple`: lower case, no stemming,
+  positions stripped) under a GIN index. An expression index on `runs_checkpoint` cannot read
+  blobs (another table), hence the side table here too.
+
+The text of one checkpoint is capped at MAX_CHARS characters, so no value, however large, makes
+a write fail (PostgreSQL refuses a tsvector over 1 MB).
+
+On SQLite, Django rebuilds a table to alter it (copy, drop, rename), which drops its triggers:
+`repair()` runs after every `migrate` and puts them back, indexing what was written meanwhile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SEARCH_TABLE = "runs_checkpoint_search"
+FTS_TABLE = "runs_checkpoint_fts"
+MAX_CHARS = 100_000
+EVENT_TAG = "__event__"  # wfdash.workflow.serialization.EVENT_TAG: a store value that is an event
+
+# -- SQLite ------------------------------------------------------------------------
+
+_SQLITE_LEAVES = "type IN ('text', 'integer', 'real')"
+
+
+def _sqlite_text(row: str) -> str:
+    """An expression for the searchable text of checkpoint `row` (`new` in a trigger)."""
+    # A store entry is {"v": value} or {"b": blob hash}; an event kept in the store is
+    # {"__event__": {"type", "data"}}: only its data is searched.
+    value = (
+        "CASE WHEN json_type(s.value, '$.v') IS NOT NULL THEN s.value -> '$.v' "
+        "ELSE (SELECT b.data FROM runs_blob b WHERE b.hash = json_extract(s.value, '$.b') AND json_valid(b.data)) END"
+    )
+    return f"""(SELECT substr(group_concat(value, ' '), 1, {MAX_CHARS}) FROM (
+        SELECT value FROM json_tree({row}.input_event, '$.data') WHERE {_SQLITE_LEAVES}
+        UNION ALL SELECT value FROM json_tree({row}.output_event, '$.data') WHERE {_SQLITE_LEAVES}
+        UNION ALL SELECT t.value FROM (
+            SELECT v.value AS doc, CASE WHEN json_type(v.value, '$.{EVENT_TAG}') = 'object'
+                THEN '$.{EVENT_TAG}.data' ELSE '$' END AS root
+            FROM (SELECT {value} AS value FROM json_each({row}.state, '$.store') s WHERE s.type = 'object') v
+            WHERE v.value IS NOT NULL
+        ) d, json_tree(d.doc, d.root) t WHERE t.{_SQLITE_LEAVES}
+    ))"""
+
+
+def _sqlite_insert(row: str) -> str:
+    return (
+        f"INSERT INTO {SEARCH_TABLE} (checkpoint_id, body) "
+        f"SELECT {row}.id, body FROM (SELECT {_sqlite_text(row)} AS body) WHERE body <> ''"
+    )
+
+
+SQLITE_INSTALL = [
+    f"""CREATE TABLE IF NOT EXISTS {SEARCH_TABLE} (
+        id INTEGER PRIMARY KEY, checkpoint_id char(32) NOT NULL UNIQUE, body TEXT NOT NULL)""",
+    f"""CREATE VIRTUAL TABLE IF NOT EXISTS {FTS_TABLE} USING fts5(body, content='{SEARCH_TABLE}',
+        content_rowid='id', detail='none', columnsize=0, prefix='3 4', tokenize='unicode61 remove_diacritics 0')""",
+    f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_ai AFTER INSERT ON {SEARCH_TABLE} BEGIN
+        INSERT INTO {FTS_TABLE} (rowid, body) VALUES (new.id, new.body); END""",
+    f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_ad AFTER DELETE ON {SEARCH_TABLE} BEGIN
+        INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, body) VALUES ('delete', old.id, old.body); END""",
+]
+# On runs_checkpoint: the ones a table rebuild drops.
+SQLITE_CHECKPOINT_TRIGGERS = [
+    f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_insert AFTER INSERT ON runs_checkpoint BEGIN
+        {_sqlite_insert("new")}; END""",
+    f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_delete AFTER DELETE ON runs_checkpoint BEGIN
+        DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id = old.id; END""",
+    f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_update
+        AFTER UPDATE OF id, input_event, output_event, state ON runs_checkpoint BEGIN
+        DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id = old.id; {_sqlite_insert("new")}; END""",
+]
+SQLITE_BACKFILL = [
+    f"DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id NOT IN (SELECT id FROM runs_checkpoint)",
+    f"""INSERT INTO {SEARCH_TABLE} (checkpoint_id, body)
+        SELECT c.id, {_sqlite_text("c")} AS body FROM runs_checkpoint c
+        WHERE body <> '' AND NOT EXISTS (SELECT 1 FROM {SEARCH_TABLE} s WHERE s.checkpoint_id = c.id)""",
+]
+SQLITE_UNINSTALL = [
+    *(f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_{name}" for name in ("insert", "delete", "update", "ai", "ad")),
+    f"DROP TABLE IF EXISTS {FTS_TABLE}",
+    f"DROP TABLE IF EXISTS {SEARCH_TABLE}",
+]
+
+# -- PostgreSQL ----------------------------------------------------------------------
+
+
+POSTGRESQL_INSTALL = [
+    f"""CREATE TABLE IF NOT EXISTS {SEARCH_TABLE} (checkpoint_id uuid PRIMARY KEY, body tsvector NOT NULL)""",
+    f"CREATE INDEX IF NOT EXISTS {SEARCH_TABLE}_body ON {SEARCH_TABLE} USING gin (body)",
+    # A blob that is not JSON (none should be) is skipped rather than failing the write.
+    f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_json(data text) RETURNS jsonb
+        LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+        BEGIN RETURN data::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $$""",
+    # Punctuation splits words, as in FTS5's unicode61: PostgreSQL's parser would keep e-mail
+    # addresses, URLs, paths and numbers like 3.14 whole (regexp_replace: translate() cost 9
+    # times as much). PL/pgSQL keeps the query's plan for the session (a SQL function calling
+    # SQL functions cost three times as much per row). A store entry is {"v": value} or
+    # {"b": blob hash}; an event kept in the store is {"__event__": {"type", "data"}}: only its
+    # data is searched.
+    f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_doc(input_event jsonb, output_event jsonb, state jsonb)
+        RETURNS tsvector LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+        BEGIN
+        RETURN strip(to_tsvector('simple', regexp_replace(left(coalesce((
+            SELECT string_agg(leaf #>> '{{}}', ' ') FROM (
+                SELECT input_event -> 'data' AS doc
+                UNION ALL SELECT output_event -> 'data'
+                UNION ALL SELECT CASE WHEN jsonb_typeof(v) = 'object' AND v ? '{EVENT_TAG}'
+                                      THEN v -> '{EVENT_TAG}' -> 'data' ELSE v END
+                FROM (SELECT CASE WHEN e.value ? 'v' THEN e.value -> 'v'
+                                  ELSE (SELECT {SEARCH_TABLE}_json(b.data) FROM runs_blob b
+                                        WHERE b.hash = e.value ->> 'b') END AS v
+                      FROM jsonb_each(CASE WHEN jsonb_typeof(state -> 'store') = 'object'
+                                           THEN state -> 'store' ELSE '{{}}' END) e
+                      WHERE jsonb_typeof(e.value) = 'object') s
+            ) docs, jsonb_path_query(docs.doc, 'strict $.** ? (@.type() == "string" || @.type() == "number")') leaf
+        ), ''), {MAX_CHARS}), '[[:punct:]]+', ' ', 'g')));
+        END $$""",
+    f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO {SEARCH_TABLE} (checkpoint_id, body)
+            SELECT id, body FROM (SELECT n.id, {SEARCH_TABLE}_doc(n.input_event, n.output_event, n.state) AS body
+                                  FROM inserted n) d
+            WHERE body <> ''::tsvector;
+            RETURN NULL;
+        END $$""",
+    f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM {SEARCH_TABLE} s USING deleted d WHERE s.checkpoint_id = d.id;
+            RETURN NULL;
+        END $$""",
+    f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE body tsvector := {SEARCH_TABLE}_doc(NEW.input_event, NEW.output_event, NEW.state);
+        BEGIN
+            DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id = OLD.id;
+            IF body <> ''::tsvector THEN
+                INSERT INTO {SEARCH_TABLE} (checkpoint_id, body) VALUES (NEW.id, body);
+            END IF;
+            RETURN NULL;
+        END $$""",
+    f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN TRUNCATE {SEARCH_TABLE}; RETURN NULL; END $$""",
+    # One statement-level trigger per INSERT or DELETE statement (a bulk delete or a bulk
+    # load costs one join, not a function call per row); updates are rare, per row.
+    f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_insert ON runs_checkpoint",
+    f"""CREATE TRIGGER {SEARCH_TABLE}_insert AFTER INSERT ON runs_checkpoint
+        REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION {SEARCH_TABLE}_inserted()""",
+    f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_delete ON runs_checkpoint",
+    f"""CREATE TRIGGER {SEARCH_TABLE}_delete AFTER DELETE ON runs_checkpoint
+        REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION {SEARCH_TABLE}_deleted()""",
+    f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_update ON runs_checkpoint",
+    f"""CREATE TRIGGER {SEARCH_TABLE}_update AFTER UPDATE OF id, input_event, output_event, state ON runs_checkpoint
+        FOR EACH ROW EXECUTE FUNCTION {SEARCH_TABLE}_updated()""",
+    f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_truncate ON runs_checkpoint",
+    f"""CREATE TRIGGER {SEARCH_TABLE}_truncate AFTER TRUNCATE ON runs_checkpoint
+        FOR EACH STATEMENT EXECUTE FUNCTION {SEARCH_TABLE}_truncated()""",
+]
+POSTGRESQL_BACKFILL = [
+    f"""INSERT INTO {SEARCH_TABLE} (checkpoint_id, body)
+        SELECT id, body FROM (SELECT c.id, {SEARCH_TABLE}_doc(c.input_event, c.output_event, c.state) AS body
+                              FROM runs_checkpoint c
+                              WHERE NOT EXISTS (SELECT 1 FROM {SEARCH_TABLE} s WHERE s.checkpoint_id = c.id)) d
+        WHERE body <> ''::tsvector""",
+]
+POSTGRESQL_UNINSTALL = [
+    *(
+        f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_{name} ON runs_checkpoint"
+        for name in ("insert", "delete", "update", "truncate")
+    ),
+    *(
+        f"DROP FUNCTION IF EXISTS {SEARCH_TABLE}_{name}"
+        for name in ("inserted()", "deleted()", "updated()", "truncated()", "doc(jsonb, jsonb, jsonb)", "json(text)")
+    ),
+    f"DROP TABLE IF EXISTS {SEARCH_TABLE}",
+]
+
+
+def _run(connection: Any, statements: list[str]) -> None:
+    with connection.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+
+
+def install(connection: Any) -> None:
+    """Create the index, its triggers, and index the checkpoints already there."""
+    if connection.vendor == "sqlite":
+        _run(connection, [*SQLITE_INSTALL, *SQLITE_CHECKPOINT_TRIGGERS, *SQLITE_BACKFILL])
+    elif connection.vendor == "postgresql":
+        _run(connection, [*POSTGRESQL_INSTALL, *POSTGRESQL_BACKFILL])
+
+
+def uninstall(connection: Any) -> None:
+    if connection.vendor == "sqlite":
+        _run(connection, SQLITE_UNINSTALL)
+    elif connection.vendor == "postgresql":
+        _run(connection, POSTGRESQL_UNINSTALL)
+
+
+def installed(connection: Any) -> bool:
+    """True when the index's table exists (the migration ran)."""
+    return SEARCH_TABLE in connection.introspection.table_names()
+
+
+def repair(connection: Any) -> bool:
+    """Put back triggers a table rebuild dropped (SQLite), indexing the rows written without
+    them and forgetting deleted ones. True when something was missing."""
+    if connection.vendor != "sqlite" or not installed(connection):
+        return False
+    names = [f"{SEARCH_TABLE}_{name}" for name in ("insert", "delete", "update")]
+    with connection.cursor() as cursor:
+        marks = ", ".join(["%s"] * len(names))
+        cursor.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})", names)  # noqa: S608
+        if cursor.fetchone()[0] == len(names):
+            return False
+    _run(connection, [*SQLITE_CHECKPOINT_TRIGGERS, *SQLITE_BACKFILL])
+    return True
