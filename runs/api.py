@@ -392,3 +392,10 @@ def list_workflows(request: HttpRequest) -> Any:
             }
         )
     return out
+
+
+# -- webhooks (their own module; it uses the error schema above) ---------------------
+
+from .api_webhooks import router as webhooks_router  # noqa: E402
+
+api.add_router("/webhooks/", webhooks_router)

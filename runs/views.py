@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import access, compare, diagram, filters, inputs, lineage, live, registry, timeline
 from .forms import EditForkForm, RespondForm, StartRunForm, describe_start_event, workflow_doc
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
+from .webhooks import DELIVERIES_SHOWN, recent_deliveries
 
 
 def _get_run_for_user(request: HttpRequest, run_id: Any) -> Run:
@@ -101,6 +102,8 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         graph=diagram.run_graph(run, [s.step for s in summary.steps]),
         lineage=lineage.lineage(run),
     )
+    if access.allows(request.user, access.WEBHOOK_VIEW):
+        context.update(webhook_deliveries=recent_deliveries(run), webhook_deliveries_shown=DELIVERIES_SHOWN)
     return render(request, "runs/detail.html", context)
 
 
