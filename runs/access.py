@@ -4,7 +4,9 @@ Pages, the JSON API, WebSockets and admin actions all ask here:
 
 - `runs.view_run`   read runs, checkpoints and their live streams;
 - `runs.add_run`    start runs and fork checkpoints (one or many);
-- `runs.change_run` cancel runs and answer their questions.
+- `runs.change_run` cancel runs and answer their questions;
+- `runs.view/add/change/delete_webhookendpoint` see, add, change (rotate, retry) and
+  delete webhooks; the view permission also shows their deliveries, on run pages too.
 
 Anonymous users are refused first (pages redirect to the login, the API answers 401,
 a socket closes with 4401); signed-in users without the permission get 403 (4403).
@@ -28,6 +30,11 @@ class Action(Enum):
     VIEW = ("runs.view_run", "see runs")
     ADD = ("runs.add_run", "start or fork runs")
     CHANGE = ("runs.change_run", "cancel runs or answer their questions")
+    # Webhooks: their endpoints' permissions cover their deliveries too.
+    WEBHOOK_VIEW = ("runs.view_webhookendpoint", "see webhooks and their deliveries")
+    WEBHOOK_ADD = ("runs.add_webhookendpoint", "add webhooks")
+    WEBHOOK_CHANGE = ("runs.change_webhookendpoint", "change webhooks, rotate their secrets or retry deliveries")
+    WEBHOOK_DELETE = ("runs.delete_webhookendpoint", "delete webhooks")
 
     def __init__(self, permission: str, verb: str) -> None:
         self.permission = permission
@@ -35,6 +42,8 @@ class Action(Enum):
 
 
 VIEW, ADD, CHANGE = Action.VIEW, Action.ADD, Action.CHANGE
+WEBHOOK_VIEW, WEBHOOK_ADD = Action.WEBHOOK_VIEW, Action.WEBHOOK_ADD
+WEBHOOK_CHANGE, WEBHOOK_DELETE = Action.WEBHOOK_CHANGE, Action.WEBHOOK_DELETE
 
 # WebSocket close codes, the HTTP statuses' counterparts.
 UNAUTHENTICATED = 4401

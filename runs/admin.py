@@ -674,3 +674,7 @@ class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         count = queryset.update(revoked=True)
         self.message_user(request, f"{count} token(s) revoked.")
+
+
+# Webhook endpoints and deliveries: their own module, registered on import.
+from . import webhook_admin  # noqa: E402, F401

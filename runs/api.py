@@ -297,3 +297,9 @@ def list_workflows(request: HttpRequest) -> Any:
 # -- experiments (sweeps): their own module, which imports the schemas above -----------
 
 api.add_router("/", "runs.api_experiments.router")
+
+# -- webhooks (their own module; it uses the error schema above) ---------------------
+
+from .api_webhooks import router as webhooks_router  # noqa: E402
+
+api.add_router("/webhooks/", webhooks_router)

@@ -19,7 +19,7 @@ from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
 from wfdash.workflow.checkpointer import WorkflowCheckpointer
 from wfdash.workflow.errors import SerializationError
 
-from . import live, metrics, registry
+from . import live, metrics, registry, webhook_delivery
 from .models import Checkpoint, Run, RunStatus
 from .store import DatabaseCheckpointStore, LeaseLost, default_owner, drop_connection, load_checkpoint, to_engine
 
@@ -73,6 +73,8 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
         housekeeping = loop.create_task(self._housekeeping())
+        # Webhooks are sent by every worker; leases keep two from sending one delivery.
+        hooks = loop.create_task(webhook_delivery.run_forever(self.worker_id))
         try:
             while not self.stopping.is_set():
                 try:
@@ -99,6 +101,8 @@ class Worker:
                     await asyncio.wait(pending)
         finally:
             housekeeping.cancel()
+            hooks.cancel()
+            await asyncio.gather(hooks, return_exceptions=True)  # hands its unsent deliveries back
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

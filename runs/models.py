@@ -544,3 +544,7 @@ class ApiToken(models.Model):
             return None
         cls.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         return token.user
+
+
+# Webhooks live in their own module; imported here so Django registers their models.
+from .webhook_models import RunTransition, WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

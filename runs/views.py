@@ -16,6 +16,7 @@ from wfdash import telemetry
 from . import access, compare, diagram, filters, inputs, lineage, live, registry, search, timeline
 from .forms import EditForkForm, RespondForm, StartRunForm, describe_start_event, workflow_doc
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
+from .webhooks import DELIVERIES_SHOWN, recent_deliveries
 
 
 def _get_run_for_user(request: HttpRequest, run_id: Any) -> Run:
@@ -105,6 +106,8 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         lineage=lineage.lineage(run),
         trace=telemetry.trace_link(run.id, settings.WFDASH_TRACE_URL),
     )
+    if access.allows(request.user, access.WEBHOOK_VIEW):
+        context.update(webhook_deliveries=recent_deliveries(run), webhook_deliveries_shown=DELIVERIES_SHOWN)
     return render(request, "runs/detail.html", context)
 
 

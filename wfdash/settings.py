@@ -259,6 +259,19 @@ if WFDASH_TRACE_URL and (
         f"WFDASH_TRACE_URL must be an http(s) URL containing {{trace_id}}, got {WFDASH_TRACE_URL!r}"
     )
 
+# Webhooks (runs/webhooks.py): links in messages are absolute when WFDASH_PUBLIC_URL is set;
+# a failed delivery is retried after each delay in turn (seconds, the last one repeating,
+# with jitter) until WFDASH_WEBHOOK_GIVE_UP_SECONDS after it was queued. A worker sending a
+# delivery holds it for WFDASH_WEBHOOK_LEASE_SECONDS (kept above the request timeout).
+WFDASH_PUBLIC_URL = os.environ.get("WFDASH_PUBLIC_URL", "").rstrip("/")
+_delays = env_list("WFDASH_WEBHOOK_RETRY_DELAYS", ["5", "30", "120", "600", "1800", "3600", "7200", "14400"])
+if not all(d.replace(".", "", 1).isdigit() for d in _delays):
+    raise ImproperlyConfigured(f"WFDASH_WEBHOOK_RETRY_DELAYS must be seconds separated by commas, got {_delays!r}")
+WFDASH_WEBHOOK_RETRY_DELAYS = [float(d) for d in _delays]
+WFDASH_WEBHOOK_GIVE_UP_SECONDS = env_int("WFDASH_WEBHOOK_GIVE_UP_SECONDS", 24 * 3600)
+WFDASH_WEBHOOK_TIMEOUT_SECONDS = env_int("WFDASH_WEBHOOK_TIMEOUT_SECONDS", 10)
+WFDASH_WEBHOOK_LEASE_SECONDS = max(env_int("WFDASH_WEBHOOK_LEASE_SECONDS", 60), 2 * WFDASH_WEBHOOK_TIMEOUT_SECONDS + 1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
