@@ -1,7 +1,7 @@
 """Webhooks: endpoints notified when runs finish or wait, and the log of every delivery.
 
 A run's status change that notifies is recorded by a database trigger on the runs table
-(migration 0013) as a `RunTransition` row, in the same transaction as the change, however
+(migration 0011) as a `RunTransition` row, in the same transaction as the change, however
 the change is made (the store's group commit, a cancel, the admin). The worker turns those
 rows into `WebhookDelivery` rows, one per matching endpoint, and delivers them.
 """

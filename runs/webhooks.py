@@ -1,7 +1,7 @@
 """Webhooks: checking endpoint URLs, secrets, messages, and turning run transitions into deliveries.
 
 Nothing is lost between a run's status change and its notification: the change and a
-`RunTransition` row commit together (a trigger, migration 0013), and `dispatch` turns
+`RunTransition` row commit together (a trigger, migration 0011), and `dispatch` turns
 transitions into `WebhookDelivery` rows and deletes them in one transaction. The worker
 (runs/webhook_delivery.py) sends deliveries, signed the Standard Webhooks way.
 

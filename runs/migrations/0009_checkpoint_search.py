@@ -19,7 +19,7 @@ def uninstall(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("runs", "0006_checkpoint_retries"),
+        ("runs", "0008_experiments"),
     ]
 
     operations = [
