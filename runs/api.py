@@ -17,6 +17,9 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer, SessionAuth
 
 from . import access, filters, inputs, registry
+from .api_fork_preview import ConflictOut, incompatible_response
+from .api_fork_preview import router as fork_preview_router
+from .fork_preview import IncompatibleCode
 from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
 
 MAX_BODY = 1024 * 1024
@@ -88,6 +91,7 @@ class _RunFields(Schema):
     llm_calls: int
     prompt_tokens: int
     completion_tokens: int
+    code_version_id: str | None = Field(description="digest of the code the run last ran with; null: not recorded")
 
 
 class RunOut(_RunFields):
@@ -173,6 +177,7 @@ class RunFilters(Schema):
     status: str | None = Field(default=None, max_length=20)
     parent: str | None = Field(default=None, max_length=60, description="parent run id, or its first 6+ hex digits")
     since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
+    code_version: str | None = Field(default=None, max_length=64, description="code version digest, or 6+ hex digits")
     before: str | None = Field(default=None, max_length=120, description="cursor from next_cursor")
 
 
@@ -185,6 +190,7 @@ class CheckpointFilters(Schema):
         default=None, max_length=100, description='"None" for checkpoints whose step returned no event'
     )
     since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
+    code_version: str | None = Field(default=None, max_length=64, description="code version digest, or 6+ hex digits")
     before: str | None = Field(default=None, max_length=120)
 
 
@@ -347,12 +353,16 @@ def get_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID) -> Any:
     return c
 
 
-@api.post("/checkpoints/{checkpoint_id}/fork/", response={201: RunOut, 409: ErrorOut, **ERRORS}, tags=["checkpoints"])
+@api.post(
+    "/checkpoints/{checkpoint_id}/fork/", response={201: RunOut, **ERRORS, 409: ConflictOut}, tags=["checkpoints"]
+)
 def fork_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID, payload: ForkIn) -> Any:
     access.check(request.user, access.ADD)
     c = _checkpoint(checkpoint_id)
     try:
         run = fork_run(c.id, output_event=payload.output_event, store=payload.store, user=request.user)
+    except IncompatibleCode as exc:
+        return incompatible_response(exc)
     except inputs.InputError as exc:
         message = str(exc)
         if "cannot be restored" in message:
@@ -392,3 +402,6 @@ def list_workflows(request: HttpRequest) -> Any:
             }
         )
     return out
+
+
+api.add_router("/", fork_preview_router)
