@@ -29,7 +29,7 @@ from wfdash.workflow.errors import SerializationError
 
 from . import access, filters, registry
 from .inputs import InputError
-from .models import TERMINAL, Activity, ApiToken, Blob, Checkpoint, Experiment, Run, RunStatus, fork_run
+from .models import TERMINAL, Activity, ApiToken, Blob, Checkpoint, CodeVersion, Experiment, Run, RunStatus, fork_run
 from .states import expand_records
 from .templatetags.wfdash import format_ms
 
@@ -296,7 +296,7 @@ class RunAdmin(ReadOnlyAdmin):
             },
         ),
         ("Timing", {"fields": ("created_at", "started_at", "finished_at", "updated_at", "run_time")}),
-        ("Worker", {"fields": ("worker_id", "lease_expires_at", "attempts")}),
+        ("Worker", {"fields": ("worker_id", "lease_expires_at", "attempts", "code_version")}),
         ("Usage", {"fields": ("checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens", "total_tokens")}),
         ("Events", {"fields": ("start_event_pretty", "pending_input_pretty", "result_pretty")}),
         ("Error", {"fields": ("error_pre", "error_traceback_pre")}),
@@ -618,6 +618,39 @@ class ExperimentAdmin(ReadOnlyAdmin):
     @admin.display(description="variants' edits")
     def variants_pretty(self, obj: Experiment) -> SafeString | None:
         return pretty_json(obj.variants)
+
+
+# -- code versions ---------------------------------------------------------------
+
+
+@admin.register(CodeVersion)
+class CodeVersionAdmin(ReadOnlyAdmin):
+    """The code runs ran with (runs/code_versions.py): step sources and event schemas."""
+
+    list_display = ("digest", "workflow", "created_at")
+    list_filter = (WorkflowFilter,)
+    sortable_by = ("digest", "created_at")
+    ordering = ("-created_at",)
+    list_defer = ("manifest",)
+    search_fields = ("digest",)
+    search_help_text = "A digest, or its first characters."
+    fields = ("digest", "workflow", "created_at", "manifest_pretty")
+    readonly_fields = fields
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip().lower()
+        if not term:
+            return queryset, False
+        if len(term) > 64 or any(ch not in "0123456789abcdef" for ch in term):
+            self.message_user(request, f"A digest is hex digits: {term[:80]!r} is not.", messages.WARNING)
+            return queryset.none(), False
+        return queryset.filter(digest__startswith=term), False
+
+    @admin.display(description="manifest")
+    def manifest_pretty(self, obj: CodeVersion) -> SafeString | None:
+        return pretty_json(obj.manifest)
 
 
 # -- blobs -----------------------------------------------------------------------

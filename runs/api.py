@@ -34,6 +34,9 @@ from wfdash.api_schemas import (
 )
 
 from . import access, filters, inputs, registry, search
+from .api_fork_preview import ConflictOut, incompatible_response
+from .api_fork_preview import router as fork_preview_router
+from .fork_preview import IncompatibleCode
 from .models import ApiToken, Checkpoint, Run, fork_run, respond, start_run
 
 MAX_BODY = 1024 * 1024
@@ -247,12 +250,16 @@ def get_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID) -> Any:
     return c
 
 
-@api.post("/checkpoints/{checkpoint_id}/fork/", response={201: RunOut, 409: ErrorOut, **ERRORS}, tags=["checkpoints"])
+@api.post(
+    "/checkpoints/{checkpoint_id}/fork/", response={201: RunOut, **ERRORS, 409: ConflictOut}, tags=["checkpoints"]
+)
 def fork_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID, payload: ForkIn) -> Any:
     access.check(request.user, access.ADD)
     c = _checkpoint(checkpoint_id)
     try:
         run = fork_run(c.id, output_event=payload.output_event, store=payload.store, user=request.user)
+    except IncompatibleCode as exc:
+        return incompatible_response(exc)
     except inputs.InputError as exc:
         message = str(exc)
         if "cannot be restored" in message:
@@ -293,6 +300,10 @@ def list_workflows(request: HttpRequest) -> Any:
         )
     return out
 
+
+# -- fork preview, experiments (sweeps), webhooks: their own modules ---------------------
+
+api.add_router("/", fork_preview_router)
 
 # -- experiments (sweeps): their own module, which imports the schemas above -----------
 

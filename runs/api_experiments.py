@@ -15,7 +15,9 @@ from ninja import Field, Router, Schema, Status
 
 from . import access, inputs
 from .api import ERRORS, ErrorOut, error
+from .api_fork_preview import incompatible_response
 from .experiments import MAX_VARIANTS, VariantError, create_sweep, matrix
+from .fork_preview import IncompatibleCode
 from .models import Experiment, Run
 
 router = Router(tags=["experiments"])
@@ -94,6 +96,8 @@ def sweep_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID, payload: Sw
         )
     except VariantError as exc:
         return error(request, 422, "invalid_variant", str(exc), exc.field)
+    except IncompatibleCode as exc:  # before InputError: it is one
+        return incompatible_response(exc)
     except inputs.InputError as exc:
         message = str(exc)
         if message.startswith("unknown checkpoint"):

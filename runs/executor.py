@@ -19,7 +19,7 @@ from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
 from wfdash.workflow.checkpointer import WorkflowCheckpointer
 from wfdash.workflow.errors import SerializationError
 
-from . import live, metrics, registry, webhook_delivery
+from . import code_versions, live, metrics, registry, webhook_delivery
 from .models import Checkpoint, Run, RunStatus
 from .store import DatabaseCheckpointStore, LeaseLost, default_owner, drop_connection, load_checkpoint, to_engine
 
@@ -127,6 +127,7 @@ class Worker:
                 planned.append((run, self._plan(run)))
             except Exception as exc:  # handled per run by _execute
                 planned.append((run, exc))
+        code_versions.record_started(self.worker_id, [run for run, plan in planned if isinstance(plan, _LaunchPlan)])
         return planned
 
     async def _housekeeping(self) -> None:

@@ -18,7 +18,7 @@ from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .models import Checkpoint, Run, RunStatus
+from .models import Checkpoint, CodeVersion, Run, RunStatus
 
 PAGE_SIZE = 50
 _RELATIVE = re.compile(r"^(\d{1,5})([mhd])$")
@@ -77,6 +77,27 @@ def resolve_id(qs: QuerySet[Any], value: str, what: str, noun: str) -> uuid.UUID
         many = f"more than {AMBIGUOUS_SHOWN}" if len(found) > AMBIGUOUS_SHOWN else str(len(found))
         raise FilterError(f"{what} id prefix {shown!r} matches {many} {noun}s; type more characters")
     return uuid.UUID(str(found[0]))
+
+
+_DIGEST = re.compile(rf"^[0-9a-f]{{{MIN_PREFIX},64}}$")
+
+
+def code_version(value: str) -> str:
+    """The one code version digest `value` (a whole digest or its first 6+ hex digits) names."""
+    digits = value.strip().lower()
+    if not _DIGEST.match(digits):
+        raise FilterError(
+            f"code_version must be a code version digest or its first {MIN_PREFIX}+ hex digits, got {value[:70]!r}"
+        )
+    found = list(
+        CodeVersion.objects.filter(digest__startswith=digits).values_list("digest", flat=True)[: AMBIGUOUS_SHOWN + 1]
+    )
+    if not found:
+        raise FilterError(f"code_version {digits!r} matches no recorded code version")
+    if len(found) > 1:
+        many = f"more than {AMBIGUOUS_SHOWN}" if len(found) > AMBIGUOUS_SHOWN else str(len(found))
+        raise FilterError(f"code_version prefix {digits!r} matches {many} code versions; type more characters")
+    return found[0]
 
 
 def name(value: str, what: str) -> str:
@@ -148,7 +169,7 @@ def paginate(qs: QuerySet[Any], before: str | None, size: int = PAGE_SIZE) -> Pa
 
 
 def run_filters(params: Any) -> tuple[QuerySet[Run], dict[str, str]]:
-    """Runs matching `workflow`, `status`, `parent` (run id) and `since` in `params`."""
+    """Runs matching `workflow`, `status`, `parent` (run id), `code_version` and `since` in `params`."""
     # Lists read neither the runs' large values nor their fork point's events and state.
     qs = Run.objects.select_related("parent_checkpoint").defer(
         "start_event",
@@ -171,6 +192,9 @@ def run_filters(params: Any) -> tuple[QuerySet[Run], dict[str, str]]:
     if parent := params.get("parent", "").strip():
         qs = qs.filter(parent_checkpoint__run_id=resolve_id(Run.objects.all(), parent, "parent", "run"))
         active["parent"] = parent
+    if version := params.get("code_version", "").strip():
+        qs = qs.filter(code_version_id=code_version(version))
+        active["code_version"] = version
     if since := params.get("since", "").strip():
         qs = qs.filter(created_at__gte=parse_since(since))
         active["since"] = since
@@ -204,13 +228,18 @@ NO_OUTPUT = "None"
 
 def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str]]:
     """Checkpoints matching every given filter (AND): workflow, run (an id or a prefix), step,
-    input/output event type (`output_event_type=None`: steps that returned no event), and `q`,
-    words inside their events and store values (runs/search.py)."""
+    input/output event type (`output_event_type=None`: steps that returned no event), the code
+    version of their run (`code_version`, a digest or its first 6+ hex digits), and `q`, words
+    inside their events and store values (runs/search.py)."""
     qs = Checkpoint.objects.defer("input_event", "output_event", "state")
     active: dict[str, str] = {}
     if run := params.get("run", "").strip():
         qs = qs.filter(run_id=resolve_id(Run.objects.all(), run, "run", "run"))
         active["run"] = run
+    if version := params.get("code_version", "").strip():
+        # The runs' ids first (by the run_code_version_idx index), then their checkpoints.
+        qs = qs.filter(run_id__in=Run.objects.filter(code_version_id=code_version(version)).values("id"))
+        active["code_version"] = version
     for param, field in CHECKPOINT_FILTERS.items():
         if value := params.get(param, "").strip():
             name(value, param)

@@ -119,6 +119,20 @@ class RunQuerySet(models.QuerySet["Run"]):
         )
         return bool(changed)
 
+    def record_code_version(self, worker_id: str, runs: list[Run], digest: str) -> None:
+        """A worker starts or resumes `runs` with the code named `digest` (a CodeVersion): the
+        run keeps the newest; resuming under other code than recorded is noted as activity."""
+        first = [r for r in runs if r.code_version_id is None]
+        if first:  # the usual case, one statement for all: a first start
+            self.filter(id__in=[r.id for r in first]).owned_by(worker_id).update(code_version_id=digest)
+        for run in runs:
+            if run.code_version_id not in (None, digest):  # rare: a resume under a new deploy
+                with transaction.atomic():
+                    if self.filter(pk=run.pk).owned_by(worker_id).update(code_version_id=digest):
+                        detail = {"from": run.code_version_id, "to": digest}
+                        Activity.record(run, Activity.Action.CODE_CHANGED, None, detail)
+            run.code_version_id = digest
+
     def start_here(self, run_id: str, owner: str, **fields: Any) -> None:
         """A run executed in this process without a worker (a notebook): create it running
         under `owner`, or take it back when resuming."""
@@ -195,6 +209,11 @@ class Run(models.Model):
     # A variant of a sweep: the experiment it belongs to and its index there (0-based).
     experiment = models.ForeignKey("Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     variant = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The code the run last ran with (set by the worker that starts or resumes it); None for
+    # runs older than code versions and runs not started yet.
+    code_version = models.ForeignKey(
+        "CodeVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", db_index=False
+    )
 
     objects = RunQuerySet.as_manager()
 
@@ -206,6 +225,7 @@ class Run(models.Model):
             models.Index(fields=["workflow", "-created_at"], name="run_workflow_idx"),
             models.Index(fields=["status", "-created_at"], name="run_status_idx"),
             models.Index(fields=["updated_at"], name="run_updated_idx"),
+            models.Index(fields=["code_version", "-created_at"], name="run_code_version_idx"),
         ]
         constraints = [
             # Also the index behind an experiment's matrix (its runs in variant order).
@@ -303,6 +323,19 @@ class Run(models.Model):
         )
 
 
+class CodeVersion(models.Model):
+    """A workflow's code as a run ran it: its manifest (step sources, event schemas; see
+    wfdash/workflow/code_version.py), stored once per distinct digest."""
+
+    digest = models.CharField(max_length=64, primary_key=True)
+    workflow = models.CharField(max_length=100)
+    manifest = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.workflow} {self.digest[:12]}"
+
+
 class Blob(models.Model):
     """A JSON value stored once, keyed by the SHA-256 of its canonical encoding."""
 
@@ -385,8 +418,9 @@ def start_run(workflow_name: str, fields: dict[str, Any], user: Any = None) -> R
 
 def fork_point(checkpoint_id: Any) -> tuple[Checkpoint, Workflow, EngineCheckpoint]:
     """The checkpoint row to fork, its workflow and its decoded state (what edits are validated
-    against); refuses unknown ids and tampered rows before anything is created."""
-    from . import inputs
+    against); refuses unknown ids, tampered rows and code whose events changed so the checkpoint
+    may not load (fork_preview.IncompatibleCode) before anything is created."""
+    from . import fork_preview, inputs
     from .store import to_engine
 
     try:
@@ -394,6 +428,8 @@ def fork_point(checkpoint_id: Any) -> tuple[Checkpoint, Workflow, EngineCheckpoi
     except (Checkpoint.DoesNotExist, ValueError):
         raise inputs.InputError(f"unknown checkpoint {checkpoint_id!r}") from None
     workflow = inputs.workflow_named(row.workflow)
+    # Before decoding: an event type that changed incompatibly would fail it less helpfully.
+    fork_preview.refuse_incompatible(row, workflow)
     try:
         decoded = to_engine(row, workflow)
     except SerializationError as exc:
@@ -439,7 +475,8 @@ def _is_user(user: Any) -> bool:
 
 
 class Activity(models.Model):
-    """Who did what to a run, and when: started, forked, cancelled, answered, swept."""
+    """Who did what to a run, and when: started, forked, cancelled, answered, swept (and when its
+    code changed between a worker and the next)."""
 
     class Action(models.TextChoices):
         STARTED = "started"
@@ -448,6 +485,8 @@ class Activity(models.Model):
         ANSWERED = "answered"
         SWEPT = "swept"
         """Forked a checkpoint of this run into an experiment's variants."""
+        CODE_CHANGED = "code_changed"
+        """A worker resumed the run with other code than it had run with."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="activities")
     action = models.CharField(max_length=16, choices=Action.choices)

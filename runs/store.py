@@ -40,7 +40,7 @@ from wfdash.workflow.checkpointer import RunInfo, validate_snapshot
 from wfdash.workflow.errors import SerializationError
 from wfdash.workflow.serialization import encode_event
 
-from . import live, metrics, registry
+from . import code_versions, live, metrics, registry
 from .models import Blob, Checkpoint, Run, RunStatus
 from .states import context_state, expand_records, outside_event_loop
 
@@ -402,6 +402,7 @@ class DatabaseCheckpointStore:
             Run.objects.start_here(
                 run.run_id,
                 owner,
+                code_version_id=code_versions.ensure(name, run.workflow),
                 workflow=name,
                 start_event=start,
                 parent_checkpoint_id=run.parent_checkpoint_id,

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from wfdash import telemetry
 
-from . import access, compare, diagram, filters, inputs, lineage, live, registry, search, timeline
+from . import access, compare, diagram, filters, fork_preview, inputs, lineage, live, registry, search, timeline
 from .forms import EditForkForm, RespondForm, StartRunForm, describe_start_event, workflow_doc
 from .models import Checkpoint, Run, RunStatus, fork_run, respond, start_run
 from .webhooks import DELIVERIES_SHOWN, recent_deliveries
@@ -262,9 +262,18 @@ def checkpoint_detail(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpRes
         state = c.context_state()
     except Exception as exc:  # a damaged row is still shown, with what is wrong
         state = {"error": str(exc), "stored": c.state}
-    context = {"c": c, "m": live.checkpoint_message(c), "state": state}
-    template = "runs/_checkpoint_detail.html" if request.htmx else "runs/checkpoint.html"  # type: ignore[attr-defined]
-    return render(request, template, context)
+    context: dict[str, Any] = {"c": c, "m": live.checkpoint_message(c), "state": state}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "runs/_checkpoint_detail.html", context)
+    return render(request, "runs/checkpoint.html", {**context, "preview": _fork_preview(c)})
+
+
+def _fork_preview(c: Checkpoint) -> fork_preview.ForkPreview | None:
+    """What a fork of `c` would run with the code now; None when its workflow is not registered."""
+    try:
+        return fork_preview.preview(c, registry.get_workflow(c.workflow))
+    except registry.UnknownWorkflow:
+        return None
 
 
 @access.requires(access.ADD)
@@ -273,6 +282,10 @@ def checkpoint_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpRespo
     c = _get_checkpoint_for_user(request, checkpoint_id)
     try:
         run = fork_run(c.id, user=request.user)
+    except fork_preview.IncompatibleCode as exc:
+        # The edit-and-fork page shows the changes that refused it.
+        messages.error(request, str(exc))
+        return redirect("checkpoint-edit-fork", checkpoint_id=c.id)
     except inputs.InputError as exc:
         messages.error(request, str(exc))
         return redirect("run-detail", run_id=c.run_id)
@@ -311,7 +324,7 @@ def checkpoint_edit_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> Http
         store = c.context_state().get("store", {})
     except Exception:
         store = {}
-    context = {"c": c, "form": form, "schema": schema, "store": store}
+    context = {"c": c, "form": form, "schema": schema, "store": store, "preview": _fork_preview(c)}
     return render(request, "runs/edit_fork.html", context, status=400 if form.errors else 200)
 
 

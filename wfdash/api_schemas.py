@@ -55,6 +55,7 @@ class _RunFields(ApiModel):
     llm_calls: int
     prompt_tokens: int
     completion_tokens: int
+    code_version_id: str | None = Field(description="digest of the code the run last ran with; null: not recorded")
 
 
 class RunOut(_RunFields):
@@ -149,6 +150,7 @@ class RunFilters(ApiModel):
     status: str | None = Field(default=None, max_length=20)
     parent: str | None = Field(default=None, max_length=60, description="parent run id, or its first 6+ hex digits")
     since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
+    code_version: str | None = Field(default=None, max_length=64, description="code version digest, or 6+ hex digits")
     before: str | None = Field(default=None, max_length=120, description="cursor from next_cursor")
 
 
@@ -161,6 +163,7 @@ class CheckpointFilters(ApiModel):
         default=None, max_length=100, description='"None" for checkpoints whose step returned no event'
     )
     since: str | None = Field(default=None, max_length=60, description="30m, 24h, 7d or an ISO date-time")
+    code_version: str | None = Field(default=None, max_length=64, description="code version digest, or 6+ hex digits")
     q: str | None = Field(
         default=None,
         max_length=200,  # runs.search.MAX_QUERY_CHARS (this module stays free of Django)

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0006_checkpoint_retries'),
+        ('runs', '0007_code_versions'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='activity',
             name='action',
-            field=models.CharField(choices=[('started', 'Started'), ('forked', 'Forked'), ('cancelled', 'Cancelled'), ('answered', 'Answered'), ('swept', 'Swept')], max_length=16),
+            field=models.CharField(choices=[('started', 'Started'), ('forked', 'Forked'), ('cancelled', 'Cancelled'), ('answered', 'Answered'), ('swept', 'Swept'), ('code_changed', 'Code Changed')], max_length=16),
         ),
         migrations.CreateModel(
             name='Experiment',

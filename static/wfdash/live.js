@@ -333,6 +333,8 @@ function listPage(table) {
       return;
     }
     const wf = table.dataset.filterWorkflow, st = table.dataset.filterStatus;
+    // A run's code version is recorded when a worker claims it: new runs do not carry one.
+    if (table.dataset.filterCodeVersion) return;
     if (table.dataset.firstPage !== "1" || (wf && wf !== msg.workflow) || (st && st !== msg.status)) return;
     // Only a run newer than every row shown is new: an older one that changed (one of the
     // runs on later pages) belongs where it is, not on top of page 1.

@@ -56,8 +56,18 @@ JSON_TEXT = st.one_of(
     ).map(json.dumps),
     st.integers(1, 200).map(lambda n: '{"a": ' * n + "1" + "}" * n),
 )
-RUN_FILTERS = ["workflow", "status", "parent", "since", "before", "q", "page", "after"]
-CHECKPOINT_FILTERS = ["workflow", "run", "step", "input_event_type", "output_event_type", "before", "since", "q"]
+RUN_FILTERS = ["workflow", "status", "parent", "since", "before", "q", "page", "after", "code_version"]
+CHECKPOINT_FILTERS = [
+    "workflow",
+    "run",
+    "step",
+    "input_event_type",
+    "output_event_type",
+    "before",
+    "since",
+    "q",
+    "code_version",
+]
 START_FIELDS = ["input", "steps", "sleep", "payload", "items", "label", "text"]
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
