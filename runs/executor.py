@@ -20,7 +20,8 @@ from wfdash.workflow.errors import SerializationError
 
 from . import live, registry
 from .models import Checkpoint, Run
-from .store import DatabaseCheckpointStore, default_owner, drop_connection, load_checkpoint, to_engine
+from .store import default_owner, drop_connection, load_checkpoint, to_engine
+from .streams import StreamingCheckpointStore
 
 log = logging.getLogger("runs.worker")
 
@@ -42,13 +43,16 @@ class Worker:
         lease_seconds: int | None = None,
         poll_interval: float = 0.2,
         drain_timeout: float | None = None,
+        announce: bool | None = None,
     ) -> None:
         self.concurrency = concurrency or settings.WFDASH_WORKER_CONCURRENCY
         self.worker_id = worker_id or f"{default_owner()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds or settings.WFDASH_LEASE_SECONDS
         self.poll_interval = poll_interval
         self.drain_timeout = drain_timeout if drain_timeout is not None else float(self.lease_seconds)
-        self.store = DatabaseCheckpointStore(self.worker_id, managed=True)
+        # announce: send live messages through the channel layer (default: when it reaches
+        # other processes; `serve` runs a worker inside daphne, whose pages it reaches too).
+        self.store = StreamingCheckpointStore(self.worker_id, managed=True, announce=announce)
         self.handlers: dict[str, WorkflowHandler] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.stopping = asyncio.Event()
@@ -183,6 +187,9 @@ class Worker:
             return
         if handler is None:
             return
+        # Before the run's first step: its task has not started yet.
+        resumed = plan.resume_from if isinstance(plan, _LaunchPlan) else None
+        self.store.streams.attach(run_id, handler.ctx, resumed.seq if resumed is not None else 0)
         self.handlers[run_id] = handler
         if self.stopping.is_set():
             handler.suspend()
