@@ -30,7 +30,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from . import access, live, metrics, timeline
+from . import access, live, metrics, streams, timeline
 from .models import Checkpoint, Run
 
 # How often each process polls the database for the runs its pages watch when the channel
@@ -70,7 +70,7 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     # hop each; with hundreds of pages open that hop dominates delivery latency.
     # Relayed announcements touch the database only through database_sync_to_async,
     # which does the same cleanup in its own thread, so they skip it.
-    RELAYED = frozenset({"checkpoint.created", "run.changed"})
+    RELAYED = frozenset({"checkpoint.created", "run.changed", "stream.delta", "stream.end"})
 
     last_relayed = 0.0
 
@@ -154,6 +154,8 @@ class RunConsumer(_LiveConsumer):
         self.group = live.run_group(self.run_id)
         self.lock = asyncio.Lock()
         self.last_status: str | None = None
+        self.streams = streams.PageStreams()
+        self.healing: dict[int, asyncio.Task[None]] = {}
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.catch_up()
@@ -164,6 +166,8 @@ class RunConsumer(_LiveConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.stop_polling()
+        for task in getattr(self, "healing", {}).values():
+            task.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -198,6 +202,50 @@ class RunConsumer(_LiveConsumer):
             if run is not None:
                 self.last_status = run["status"]
                 await self.send_json({**run, "html": run_html(run)})
+            if run is not None and run["status"] == "running":
+                # The text running steps have streamed so far (deltas after it are queued).
+                for snapshot in await database_sync_to_async(streams.stream_snapshots)(self.run_id):
+                    await self._send_stream(snapshot)
+
+    async def stream_delta(self, event: dict[str, Any]) -> None:
+        message: live.StreamMessage = event["message"]
+        async with self.lock:
+            await self._send_stream(message)
+
+    async def stream_end(self, event: dict[str, Any]) -> None:
+        message: live.StreamEndMessage = event["message"]
+        async with self.lock:
+            self.streams.ended(message["execution"])
+            healing = self.healing.pop(message["execution"], None)
+            if healing is not None:
+                healing.cancel()
+            await self.send_json(message)
+
+    async def _send_stream(self, message: live.StreamMessage) -> None:
+        out, gap = self.streams.admit(message)
+        if out is not None:
+            await self.send_json(out)
+        execution = message["execution"]
+        if gap and execution not in self.healing:
+            self.healing[execution] = asyncio.create_task(self._fill_gap(execution))
+
+    async def _fill_gap(self, execution: int) -> None:
+        """Fill a gap in a stream from its snapshot, waiting for a newer one (or the first:
+        a stream is snapshotted once it lasts) while it lags. stream_end cancels it."""
+        try:
+            for _ in range(streams.FILL_TRIES):
+                snapshot = await database_sync_to_async(streams.one_snapshot)(self.run_id, execution)
+                if snapshot is not None:
+                    async with self.lock:
+                        out, gap = self.streams.fill(snapshot)
+                        for message in out:
+                            await self.send_json(message)
+                    if not gap:
+                        return
+                await asyncio.sleep(streams.SNAPSHOT_SECONDS)
+        finally:
+            if self.healing.get(execution) is asyncio.current_task():
+                del self.healing[execution]
 
     async def poll(self) -> None:
         while True:
@@ -315,8 +363,9 @@ async def _poll_runs_list() -> None:
 
 
 async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | None) -> None:
-    """Hand one run's checkpoints after `cursor` and its status changes to this process's
-    pages of it."""
+    """Hand one run's checkpoints after `cursor`, its status changes and what its steps
+    stream to this process's pages of it."""
+    seen: dict[int, tuple[Any, str]] = {}
     while True:
         await asyncio.sleep(POLL_SECONDS)
         rows = await database_sync_to_async(_checkpoints_after)(run_id, cursor)
@@ -330,6 +379,13 @@ async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | No
             status = run["status"]
             # Pages send checkpoints committed before the change first (run_changed).
             await _shared_polls.deliver(group, "run_changed", run)
+        if status == "running" or seen:
+            # No relay reaches this process: the snapshots stand in for it.
+            changed, ended = await database_sync_to_async(streams.poll_snapshots)(run_id, seen)
+            for stream in changed:
+                await _shared_polls.deliver(group, "stream_delta", stream)
+            for end in ended:
+                await _shared_polls.deliver(group, "stream_end", end)
 
 
 class _SharedPolls:

@@ -21,7 +21,8 @@ from wfdash.workflow.errors import SerializationError
 
 from . import code_versions, live, metrics, registry, webhook_delivery
 from .models import Checkpoint, Run, RunStatus
-from .store import DatabaseCheckpointStore, LeaseLost, default_owner, drop_connection, load_checkpoint, to_engine
+from .store import LeaseLost, default_owner, drop_connection, load_checkpoint, to_engine
+from .streams import StreamingCheckpointStore
 
 log = logging.getLogger("runs.worker")
 
@@ -43,13 +44,16 @@ class Worker:
         lease_seconds: int | None = None,
         poll_interval: float = 0.2,
         drain_timeout: float | None = None,
+        announce: bool | None = None,
     ) -> None:
         self.concurrency = concurrency or settings.WFDASH_WORKER_CONCURRENCY
         self.worker_id = worker_id or f"{default_owner()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds or settings.WFDASH_LEASE_SECONDS
         self.poll_interval = poll_interval
         self.drain_timeout = drain_timeout if drain_timeout is not None else float(self.lease_seconds)
-        self.store = DatabaseCheckpointStore(self.worker_id, managed=True)
+        # announce: send live messages through the channel layer (default: when it reaches
+        # other processes; `serve` runs a worker inside daphne, whose pages it reaches too).
+        self.store = StreamingCheckpointStore(self.worker_id, managed=True, announce=announce)
         self.handlers: dict[str, WorkflowHandler] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         # Runs another worker took over: stopped here, but not ended.
@@ -198,6 +202,9 @@ class Worker:
             return
         if run.attempts == 1:
             metrics.run_started(run.workflow)
+        # Before the run's first step: its task has not started yet.
+        resumed = plan.resume_from if isinstance(plan, _LaunchPlan) else None
+        self.store.streams.attach(run_id, handler.ctx, resumed.seq if resumed is not None else 0)
         self.handlers[run_id] = handler
         if self.stopping.is_set():
             handler.suspend()

@@ -70,6 +70,39 @@ class RunMessage(TypedDict):
     error: str
 
 
+class StreamMessage(TypedDict):
+    """What a running step streamed since the last message (see runs/streams.py).
+
+    `delta` is the text from character `offset` of the execution's stream; `reset` means
+    it is the text so far (a snapshot: replace, don't append). `event` is the newest
+    event's JSON (None when large), `count` how many events this message folds together.
+    """
+
+    type: Literal["stream"]
+    run_id: str
+    step: str
+    execution: int
+    attempt: int
+    # The run's newest checkpoint this worker had written: the step's will come after it.
+    after_seq: int
+    offset: int
+    delta: str
+    reset: bool
+    event_type: str
+    event: dict[str, Any] | None
+    count: int
+
+
+class StreamEndMessage(TypedDict):
+    """A step execution's stream ended: its checkpoint is `seq` (None: the run stopped first)."""
+
+    type: Literal["stream_end"]
+    run_id: str
+    step: str
+    execution: int
+    seq: int | None
+
+
 def checkpoint_message(c: Checkpoint) -> CheckpointMessage:
     usage = c.usage or []
     return {

@@ -3,7 +3,7 @@
 Workers count runs, steps, checkpoint writes and LLM tokens; web processes count live
 sockets. With `PROMETHEUS_MULTIPROC_DIR` set (read once at start, as prometheus-client
 does) every process on a machine writes its values there and any web process's
-`/metrics` adds them up (prometheus-client's multiprocess mode; `serve` sets one up).
+`/metrics` adds them up (prometheus-client's multiprocess mode; `serve` needs none: its worker runs in the web process).
 A worker on a machine without a web process serves its own with `wfworker --metrics-port`.
 The run queue's gauges are read from the database at scrape time, so they are right
 however many machines run workers.

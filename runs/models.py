@@ -585,5 +585,31 @@ class ApiToken(models.Model):
         return token.user
 
 
+class StreamSnapshot(models.Model):
+    """What a running step has streamed so far, for a page that opens mid-step.
+
+    Written by the worker at most every few hundred milliseconds (never per token), and
+    deleted in the transaction that commits the step's checkpoint, which holds the output.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="stream_snapshots")
+    # The step execution's in-flight id: unique within the run, one per concurrent worker.
+    execution = models.PositiveIntegerField()
+    step = models.CharField(max_length=100)
+    attempt = models.PositiveIntegerField(default=1)
+    # The text's tail (at most STREAM_TEXT_LIMIT characters) and how long all of it is.
+    text = models.TextField(blank=True)
+    length = models.PositiveIntegerField(default=0)
+    event_type = models.CharField(max_length=100, blank=True)
+    event = models.JSONField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "execution"], name="stream_snapshot_run_execution")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.step} ({self.length} characters)"
+
+
 # Webhooks live in their own module; imported here so Django registers their models.
 from .webhook_models import RunTransition, WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import openai
 
 from wfdash import telemetry
@@ -37,6 +38,8 @@ class CompletionResponse:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Streaming: the text this piece added (`text` is everything so far).
+    delta: str | None = None
 
     def __str__(self) -> str:
         return self.text
@@ -62,6 +65,7 @@ class LLM:
         timeout: float = 60.0,
         max_retries: int = 3,
         completions_api: bool = False,
+        stream_usage: bool = True,
         **defaults: Any,
     ) -> None:
         self._model = model
@@ -70,6 +74,8 @@ class LLM:
         self.timeout = timeout
         self.max_retries = max_retries
         self.completions_api = completions_api
+        # Ask streams for a final usage chunk (stream_options); off for servers that refuse it.
+        self.stream_usage = stream_usage
         self.defaults = defaults
         self._client: openai.AsyncOpenAI | None = None
         self._client_config: tuple[str | None, str | None] | None = None
@@ -155,6 +161,68 @@ class LLM:
         )
         return result, response
 
+    def astream_complete(self, prompt: str, **kwargs: Any) -> CompletionStream:
+        """Stream the completion of `prompt`: `async for r in llm.astream_complete(p)` gives
+        responses whose `delta` is the new text and `text` all of it so far."""
+        if self.completions_api:
+            return CompletionStream(self._stream("completions", prompt=prompt, **kwargs))
+        return self.astream_chat([{"role": "user", "content": prompt}], **kwargs)
+
+    def astream_chat(self, messages: Sequence[dict[str, str]], **kwargs: Any) -> CompletionStream:
+        """`achat`, streamed like `astream_complete`."""
+        return CompletionStream(self._stream("chat", messages=list(messages), **kwargs))
+
+    async def _stream(self, api: str, **kwargs: Any) -> AsyncIterator[CompletionResponse]:
+        client = self._client_for_call()
+        params: dict[str, Any] = {"model": self.model, **self.defaults, **kwargs, "stream": True}
+        if self.stream_usage:
+            params["stream_options"] = {"include_usage": True}
+        started = time.perf_counter()
+        model = str(params["model"])
+        parts: list[str] = []
+        usage: Any = None
+        finished = False
+        try:
+            if api == "chat":
+                stream: Any = await client.chat.completions.create(**params)
+            else:
+                stream = await client.completions.create(**params)
+            async with stream:
+                async for chunk in stream:
+                    model = str(getattr(chunk, "model", None) or model)
+                    usage = getattr(chunk, "usage", None) or usage
+                    if not chunk.choices:
+                        continue  # the usage chunk
+                    choice = chunk.choices[0]
+                    delta = (choice.delta.content if api == "chat" else choice.text) or ""
+                    if delta:
+                        parts.append(delta)
+                        # Joined per piece: a piece is a token or a few, and a step streams
+                        # thousands at most, so this stays well under the network's pace.
+                        yield CompletionResponse(text="".join(parts), model=model, delta=delta)
+            finished = True
+        except openai.AuthenticationError as exc:
+            raise LLMError(self._scrub(f"LLM authentication failed (401): check OPENAI_API_KEY: {exc}")) from None
+        except openai.APIStatusError as exc:
+            raise LLMError(self._scrub(f"LLM call failed with HTTP {exc.status_code}: {exc}")) from None
+        except openai.APIConnectionError as exc:
+            raise LLMError(self._scrub(f"cannot reach the LLM server at {client.base_url}: {exc}")) from None
+        except (openai.APIError, httpx.HTTPError) as exc:
+            # An error event inside the stream, or the connection broke off mid-stream.
+            raise LLMError(self._scrub(f"the LLM stream failed after {len(parts)} pieces: {exc}")) from None
+        finally:
+            # Also when the caller stops early: the tokens so far were paid for.
+            if finished or parts:
+                record_usage(
+                    {
+                        "model": model,
+                        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+                        "latency_ms": round((time.perf_counter() - started) * 1000.0, 2),
+                        "streamed": True,
+                    }
+                )
+
     def _scrub(self, message: str) -> str:
         key = self._client_config[0] if self._client_config else None
         return message.replace(key, "***") if key else message
@@ -166,3 +234,32 @@ def _server(client: openai.AsyncOpenAI) -> tuple[str, int] | None:
     if not url.host:
         return None
     return url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+class CompletionStream:
+    """What `astream_complete`/`astream_chat` return: an async iterator of responses.
+
+    `async for r in llm.astream_complete(p)`, or llama-index's way,
+    `gen = await llm.astream_complete(p)` then `async for r in gen`.
+    """
+
+    def __init__(self, responses: AsyncIterator[CompletionResponse]) -> None:
+        self._responses = responses
+
+    def __aiter__(self) -> CompletionStream:
+        return self
+
+    async def __anext__(self) -> CompletionResponse:
+        return await self._responses.__anext__()
+
+    def __await__(self) -> Generator[Any, None, CompletionStream]:
+        async def itself() -> CompletionStream:
+            return self
+
+        return itself().__await__()
+
+    async def aclose(self) -> None:
+        """Stop early: closes the HTTP stream."""
+        closer = getattr(self._responses, "aclose", None)
+        if closer is not None:
+            await closer()

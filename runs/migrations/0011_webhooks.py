@@ -58,7 +58,7 @@ def drop_trigger(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("runs", "0009_checkpoint_search"),
+        ("runs", "0010_stream_snapshots"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

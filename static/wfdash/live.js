@@ -2,6 +2,8 @@
 // Every checkpoint is applied exactly once: the page keeps the last seq it has and
 // reconnects with ?after=<seq>, dropping any seq it already holds.
 
+import { StreamView } from "./streams.js";
+
 const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
 
 function wsUrl(path) {
@@ -17,11 +19,11 @@ function fromHtml(html) {
   return t.content.firstElementChild;
 }
 
-function connect(path, onMessage, cursor) {
+function connect(path, onMessage, cursor, onOpen) {
   let delay = 250;
   const open = () => {
     const ws = new WebSocket(wsUrl(cursor ? `${path}?after=${cursor()}` : path));
-    ws.onopen = () => { delay = 250; document.body.dataset.live = "connected"; };
+    ws.onopen = () => { delay = 250; document.body.dataset.live = "connected"; onOpen?.(); };
     ws.onmessage = (e) => onMessage(JSON.parse(e.data));
     ws.onclose = (e) => {
       document.body.dataset.live = "disconnected";
@@ -275,8 +277,16 @@ function runPage(timeline) {
     document.getElementById("no-checkpoints")?.setAttribute("hidden", "");
   };
 
+  const streams = new StreamView(document.getElementById("streams"), {
+    onStep: (step) => markStep(step, "running"),
+  });
+
   connect(`/ws/runs/${runId}/`, (msg) => {
-    if (msg.type === "checkpoint") {
+    if (msg.type === "stream") {
+      streams.apply(msg);
+    } else if (msg.type === "stream_end") {
+      streams.ended(msg, lastSeq);
+    } else if (msg.type === "checkpoint") {
       if (msg.seq <= lastSeq) return;  // already shown
       lastSeq = msg.seq;
       timeline.dataset.lastSeq = String(lastSeq);
@@ -290,6 +300,7 @@ function runPage(timeline) {
       summarise(msg);
       if (!latest) showUnseen(1);
       else if (!stepFilter || stepFilter === msg.last_completed_step) insert(msg);
+      streams.checkpointed(msg);
     } else if (msg.type === "skipped") {
       // More arrived while away than one window holds: the newest follow. On the newest
       // window they replace the rows shown; elsewhere they only add to the count.
@@ -302,12 +313,15 @@ function runPage(timeline) {
       if (msg.status !== status) {
         status = msg.status;
         timeline.dataset.status = status;
-        if (["succeeded", "failed", "cancelled", "waiting"].includes(status)) settleGraph(status, msg.error);
+        if (["succeeded", "failed", "cancelled", "waiting"].includes(status)) {
+          settleGraph(status, msg.error);
+          streams.clear();
+        }
         refreshOutcome();
         refreshSummary();
       }
     }
-  }, () => lastSeq);
+  }, () => lastSeq, () => streams.clear());
 }
 
 // -- runs list --------------------------------------------------------------

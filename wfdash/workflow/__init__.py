@@ -16,6 +16,7 @@ from .errors import (
 from .events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 from .handler import WorkflowHandler
 from .retry import ConstantDelayRetryPolicy, RetryPolicy
+from .streaming import StreamDelta, StreamWrite
 from .workflow import Workflow
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "SerializationError",
     "StartEvent",
     "StopEvent",
+    "StreamDelta",
+    "StreamWrite",
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowError",

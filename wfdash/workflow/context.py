@@ -22,6 +22,7 @@ from .snapshots import (
     collector_paused,
     run_length,
 )
+from .streaming import StreamListener, StreamWrite
 
 if TYPE_CHECKING:
     from .workflow import Workflow, _Runner
@@ -37,6 +38,13 @@ FULL_RECORD_SLACK = 32
 # The step execution (its in-flight entry id) running in this task, so the store knows
 # which step read a mutable value.
 _current_step: ContextVar[int | None] = ContextVar("wfdash_current_step", default=None)
+_current_attempt: ContextVar[int] = ContextVar("wfdash_current_attempt", default=1)
+
+
+def current_execution() -> int | None:
+    """The in-flight id of the step execution running in this task (also while its
+    checkpoint is written), or None outside a step."""
+    return _current_step.get()
 
 
 class ContextStore:
@@ -175,6 +183,8 @@ class Context:
         self._new_collectors: list[_Collector] = []
         self._waiters: list[_Waiter] = []
         self._stream: asyncio.Queue[Any] = asyncio.Queue()
+        self._stream_listeners: list[StreamListener] = []
+        self._queue_stream = True
         self._awaiting_input = False
         self._runner: _Runner | None = None
         # The journal (only while checkpointing): changes since the last record.
@@ -264,8 +274,25 @@ class Context:
             self._waiters_changed = True
 
     def write_event_to_stream(self, ev: Event) -> None:
-        """Publish an event to `handler.stream_events()`."""
-        self._stream.put_nowait(ev)
+        """Publish an event to `handler.stream_events()` and the stream's listeners."""
+        if self._stream_listeners:
+            eid = _current_step.get()
+            running = self._in_flight.get(eid) if eid is not None else None
+            write = StreamWrite(ev, running[0] if running else None, eid if running else None, _current_attempt.get())
+            for listener in self._stream_listeners:
+                listener(write)
+        if self._queue_stream:
+            self._stream.put_nowait(ev)
+
+    def add_stream_listener(self, listener: StreamListener, *, queue: bool = True) -> None:
+        """Call `listener` with each event a step writes to the stream, as it is written.
+
+        With `queue=False` those events are not also kept for `handler.stream_events()`: a
+        worker that only relays them would otherwise hold every token until the run ends.
+        """
+        self._stream_listeners.append(listener)
+        if not queue:
+            self._queue_stream = False
 
     @property
     def is_waiting_for_input(self) -> bool:
@@ -334,6 +361,11 @@ class Context:
     def run_step_as(eid: int) -> None:
         """Called at the start of a step's task: the store attributes reads to it."""
         _current_step.set(eid)
+
+    @staticmethod
+    def run_attempt(attempt: int) -> None:
+        """Called before each attempt of a step (1, then 2 after a retry...): stream writes carry it."""
+        _current_attempt.set(attempt)
 
     # -- the journal -----------------------------------------------------------
 

@@ -320,6 +320,7 @@ class _Runner:
         retries: list[dict[str, Any]] = []
         while True:
             attempt_started = time.perf_counter()
+            self.ctx.run_attempt(attempts + 1)
             try:
                 output = await method(**kwargs)
                 break

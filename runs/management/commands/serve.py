@@ -3,12 +3,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -27,7 +24,7 @@ DEMO_RUNS: list[tuple[str, dict[str, Any]]] = [
 
 
 class Command(BaseCommand):
-    help = "Migrate, create the demo user and demo runs if missing, then run daphne and a worker."
+    help = "Migrate, create the demo user and demo runs if missing, then run daphne with a worker inside it."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8000)
@@ -46,44 +43,30 @@ class Command(BaseCommand):
             for name, fields in DEMO_RUNS:
                 start_run(name, fields)
             self.stdout.write(f"queued {len(DEMO_RUNS)} demo runs")
-        python = sys.executable
-        # /metrics on daphne adds up the worker's metrics through a shared directory
-        # (prometheus-client's multiprocess mode), this run's own unless one is given.
-        env = dict(os.environ)
-        metrics_dir = None
-        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
-            metrics_dir = env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="wfdash-metrics-")
-        server = subprocess.Popen(
-            [python, "-m", "daphne", "-b", opts["host"], "-p", str(opts["port"]), "wfdash.asgi:application"], env=env
+        # One process: daphne with the worker on its loop, so pages hear checkpoints and
+        # streamed tokens at once through the in-memory layer (runs/embedded.py).
+        child = subprocess.Popen(
+            [sys.executable, "manage.py", "webworker", "--host", opts["host"], "--port", str(opts["port"])]
         )
-        worker = subprocess.Popen([python, "manage.py", "wfworker"], env=env)
         self.stdout.write(self.style.SUCCESS(f"wfdash is running at http://{opts['host']}:{opts['port']}/"))
         self.stdout.flush()
-        children = [server, worker]
 
         def stop(*_: Any) -> None:
-            for child in children:
-                if child.poll() is None:
-                    child.terminate()
+            if child.poll() is None:
+                child.terminate()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         try:
-            while all(child.poll() is None for child in children):
-                time.sleep(0.5)
+            child.wait()
         finally:
             stop()
-            for child in children:
-                try:
-                    child.wait(timeout=35)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-            if metrics_dir is not None:
-                shutil.rmtree(metrics_dir, ignore_errors=True)
-        names = {id(server): "daphne", id(worker): "wfworker"}
-        failed = [names[id(c)] for c in children if c.returncode not in (0, -15, None)]
-        if failed:
-            self.stderr.write(f"stopped because a process exited: {', '.join(map(str, failed))}")
+            try:
+                child.wait(timeout=35)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if child.returncode not in (0, -15, None):
+            self.stderr.write(f"stopped because the server exited with {child.returncode}")
             raise SystemExit(1)
 
     def _demo_user(self) -> None:
