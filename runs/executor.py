@@ -115,7 +115,7 @@ class Worker:
         free = self.concurrency - len(self.tasks)
         if free <= 0:
             return []
-        planned = await sync_to_async(self._claim_and_plan)(free)
+        planned = await sync_to_async(self._claim_and_plan)(free, list(self.tasks))
         for run, plan in planned:
             self._start(run, plan)
         claimed = [run for run, _ in planned]
@@ -123,10 +123,10 @@ class Worker:
             await live.aannounce_runs([str(r.id) for r in claimed])
         return claimed
 
-    def _claim_and_plan(self, limit: int) -> list[tuple[Run, _LaunchPlan | Exception | None]]:
+    def _claim_and_plan(self, limit: int, busy: list[str]) -> list[tuple[Run, _LaunchPlan | Exception | None]]:
         """Claim runs and read what each needs, in one trip to the database thread."""
         planned: list[tuple[Run, _LaunchPlan | Exception | None]] = []
-        for run in Run.objects.claim(self.worker_id, limit, self.lease_seconds):
+        for run in Run.objects.claim(self.worker_id, limit, self.lease_seconds, busy):
             try:
                 planned.append((run, self._plan(run)))
             except Exception as exc:  # handled per run by _execute
@@ -165,6 +165,7 @@ class Worker:
 
     def _start(self, run: Run, plan: _LaunchPlan | Exception | None) -> None:
         run_id = str(run.id)
+        self.store.claimed(run_id, run.attempts)
         task = asyncio.get_running_loop().create_task(self._execute(run, plan))
         self.tasks[run_id] = task
 
@@ -172,6 +173,7 @@ class Worker:
             self.tasks.pop(run_id, None)
             self.handlers.pop(run_id, None)
             self.lost.discard(run_id)
+            self.store.unclaimed(run_id)
             self.executed += 1
             self._wakeup.set()
 
@@ -188,11 +190,11 @@ class Worker:
             log.warning("run %s: database error while starting (%s); releasing it", run_id, exc)
             await sync_to_async(drop_connection)()
             with contextlib.suppress(Exception):
-                await sync_to_async(Run.objects.release)(run_id, self.worker_id)
+                await sync_to_async(Run.objects.release)(run_id, self.worker_id, run.attempts)
             return
         except Exception as exc:
             log.warning("run %s cannot start: %s", run_id, exc)
-            if await sync_to_async(Run.objects.fail)(run_id, self.worker_id, f"cannot start: {exc}"):
+            if await sync_to_async(Run.objects.fail)(run_id, self.worker_id, f"cannot start: {exc}", run.attempts):
                 self._ended(run, RunStatus.FAILED, f"cannot start: {exc}", None)
             if self.store.announce:
                 await live.aannounce_runs([run_id])
@@ -215,11 +217,11 @@ class Worker:
             self._ended(run, RunStatus.SUCCEEDED, None, plan)
         except WorkflowSuspendedError:
             let_go = Run.objects.wait_for_input if handler.ctx.is_waiting_for_input else Run.objects.release
-            await sync_to_async(let_go)(run_id, self.worker_id)
+            await sync_to_async(let_go)(run_id, self.worker_id, run.attempts)
             if self.store.announce:
                 await live.aannounce_runs([run_id])
         except asyncio.CancelledError:
-            await sync_to_async(Run.objects.release)(run_id, self.worker_id)
+            await sync_to_async(Run.objects.release)(run_id, self.worker_id, run.attempts)
             raise
         except Exception as exc:  # the store recorded the failure
             log.info("run %s ended: %s", run_id, exc)
@@ -245,7 +247,7 @@ class Worker:
         run_id = str(run.id)
         if run.attempts > MAX_ATTEMPTS:
             why = f"gave up after {MAX_ATTEMPTS} attempts: its worker died each time"
-            Run.objects.fail(run_id, self.worker_id, why)
+            Run.objects.fail(run_id, self.worker_id, why, run.attempts)
             return None
         workflow = registry.get_workflow(run.workflow)
         # The run's root span is exported by _ended, from the run's own start time.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -50,19 +51,24 @@ class RunQuerySet(models.QuerySet["Run"]):
     def unfinished(self) -> RunQuerySet:
         return self.exclude(status__in=TERMINAL)
 
-    def owned_by(self, worker_id: str) -> RunQuerySet:
-        """Running under `worker_id`'s lease: the guard of every transition a worker makes."""
-        return self.filter(worker_id=worker_id, status=RunStatus.RUNNING)
+    def owned_by(self, worker_id: str, attempt: int | None = None) -> RunQuerySet:
+        """Running under `worker_id`'s lease: the guard of every transition a worker makes.
+        With `attempt`, under the claim that counted it (see Run.claim_guard)."""
+        owned = self.filter(worker_id=worker_id, status=RunStatus.RUNNING)
+        return owned if attempt is None else owned.filter(attempts=attempt)
 
-    def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[Run]:
+    def claim(self, worker_id: str, limit: int, lease_seconds: float, busy: Collection[str] = ()) -> list[Run]:
         """claim / resume after a lost lease: take up to `limit` claimable runs, atomically.
 
         PostgreSQL skips rows other workers are claiming; on SQLite the IMMEDIATE
         transaction took the write lock before this read, so nobody claims in between.
+        `busy`: the runs the worker executes now. Its lease on one may have expired (a
+        stalled loop) with nobody taking it over: it renews that lease, it does not
+        start the run a second time beside itself.
         """
         now = timezone.now()
         with transaction.atomic():
-            candidates = self.claimable(now).order_by("created_at")
+            candidates = self.claimable(now).exclude(id__in=busy).order_by("created_at")
             if connection.vendor == "postgresql":
                 candidates = candidates.select_for_update(skip_locked=True)
             ids = list(candidates.values_list("id", flat=True)[:limit])
@@ -93,28 +99,28 @@ class RunQuerySet(models.QuerySet["Run"]):
         """Ids of `worker_id`'s runs a user asked to cancel."""
         return {str(i) for i in self.owned_by(worker_id).filter(cancel_requested=True).values_list("id", flat=True)}
 
-    def release(self, run_id: str, worker_id: str) -> bool:
+    def release(self, run_id: str, worker_id: str, attempt: int | None = None) -> bool:
         """release: running -> queued, for any worker to resume (drained, or a hiccup)."""
-        return self._let_go(run_id, worker_id, RunStatus.QUEUED)
+        return self._let_go(run_id, worker_id, RunStatus.QUEUED, attempt)
 
-    def wait_for_input(self, run_id: str, worker_id: str) -> bool:
+    def wait_for_input(self, run_id: str, worker_id: str, attempt: int | None = None) -> bool:
         """wait for input: running -> waiting, the lease given up until a human answers."""
-        return self._let_go(run_id, worker_id, RunStatus.WAITING)
+        return self._let_go(run_id, worker_id, RunStatus.WAITING, attempt)
 
-    def _let_go(self, run_id: str, worker_id: str, status: RunStatus) -> bool:
+    def _let_go(self, run_id: str, worker_id: str, status: RunStatus, attempt: int | None) -> bool:
         changed = (
             self.filter(pk=run_id)
-            .owned_by(worker_id)
+            .owned_by(worker_id, attempt)
             .update(status=status, worker_id="", lease_expires_at=None, updated_at=timezone.now())
         )
         return bool(changed)
 
-    def fail(self, run_id: str, worker_id: str, message: str) -> bool:
+    def fail(self, run_id: str, worker_id: str, message: str, attempt: int | None = None) -> bool:
         """fail (before any step could run): running -> failed, with why."""
         now = timezone.now()
         changed = (
             self.filter(pk=run_id)
-            .owned_by(worker_id)
+            .owned_by(worker_id, attempt)
             .update(status=RunStatus.FAILED, error=message, finished_at=now, updated_at=now, lease_expires_at=None)
         )
         return bool(changed)
@@ -166,10 +172,11 @@ class Run(models.Model):
         request_cancel: queued or waiting -> cancelled at once; running -> the worker
         stops at its next housekeeping tick and finishes the run as cancelled.
         renew: the owner extends its lease. resume after a lost lease: a running run
-        whose lease expired is claimable again (its worker died).
+        whose lease expired is claimable again (its worker died, or stalled: then each
+        of its late writes is refused by `owned_by(worker_id, attempt)` or Run.claim_guard).
 
     Every transition is one guarded method here or on the queryset (`Run.objects`):
-    a worker's are guarded by `owned_by(worker_id)`, a user's by the status they
+    a worker's are guarded by `owned_by(worker_id, attempt)`, a user's by the status they
     start from. The pending human answer is cleared only by the statement that
     commits the first checkpoint after its delivery (`progress_sql`), so a worker
     killed in between loses nothing.
@@ -303,23 +310,33 @@ class Run(models.Model):
         """checkpointed: a checkpoint of a run this worker owns commits. Adds the step's
         counters and consumes the pending answer (it is in the checkpoint's state now).
         Parameters: updated_at, checkpoints, llm calls, prompt tokens, completion tokens,
-        run id, worker id, 'running'. Matches no row when the lease was lost."""
+        run id, worker id, attempt, 'running'. Matches no row when the lease was lost."""
         names = ("checkpoint_count", "llm_calls", "prompt_tokens", "completion_tokens")
         counters = ", ".join(f"{quote(c)} = {quote(c)} + %s" for c in names)
         return (
             f"UPDATE {quote(Run._meta.db_table)} SET {quote('updated_at')} = %s, {counters},"
             f" {quote('pending_input')} = NULL"
-            f" WHERE {quote('id')} = %s AND {quote('worker_id')} = %s AND {quote('status')} = %s"
+            f" WHERE {quote('id')} = %s AND {quote('worker_id')} = %s AND {Run.claim_guard(quote)}"
+            f" AND {quote('status')} = %s"
         )
+
+    @staticmethod
+    def claim_guard(quote: Any) -> str:
+        """The fencing token of a worker's writes besides its id: the attempt its claim
+        counted (one %s; NULL for a run executed without a claim, as in a notebook). A
+        worker that stalled past its lease and was replaced, even under the same worker
+        id, writes nothing more."""
+        return f"{quote('attempts')} = COALESCE(%s, {quote('attempts')})"
 
     @staticmethod
     def finish_sql(quote: Any, columns: list[str]) -> str:
         """finish / fail / cancelled: the owner's last word on a run (`columns` = %s each),
-        unless a user cancelled it meanwhile. Then: run id, worker id, 'cancelled'."""
+        unless a user cancelled it meanwhile. Then: run id, worker id, attempt, 'cancelled'."""
         assigned = ", ".join(f"{quote(c)} = %s" for c in columns)
         return (
             f"UPDATE {quote(Run._meta.db_table)} SET {assigned}"
-            f" WHERE {quote('id')} = %s AND {quote('worker_id')} = %s AND {quote('status')} <> %s"
+            f" WHERE {quote('id')} = %s AND {quote('worker_id')} = %s AND {Run.claim_guard(quote)}"
+            f" AND {quote('status')} <> %s"
         )
 
 

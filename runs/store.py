@@ -56,6 +56,15 @@ class LeaseLost(RuntimeError):
     """This process no longer owns the run: another worker took it over."""
 
 
+def lost_lease(error: BaseException | None) -> bool:
+    """Whether `error` is, or was caused by, a LeaseLost (the engine wraps a failed checkpoint)."""
+    while error is not None:
+        if isinstance(error, LeaseLost):
+            return True
+        error = error.__cause__
+    return False
+
+
 def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -204,8 +213,15 @@ class _CheckpointWrite:
     Batched, it is written by _write_checkpoints; called alone, through the ORM.
     """
 
-    def __init__(self, values: dict[str, Any], blobs: dict[str, str], owner: str, usage: list[dict[str, Any]]) -> None:
-        self.values, self.blobs, self.owner = values, blobs, owner
+    def __init__(
+        self,
+        values: dict[str, Any],
+        blobs: dict[str, str],
+        owner: str,
+        usage: list[dict[str, Any]],
+        attempt: int | None = None,
+    ) -> None:
+        self.values, self.blobs, self.owner, self.attempt = values, blobs, owner, attempt
         self.llm_calls = len(usage)
         self.prompt_tokens = self.completion_tokens = 0
         for u in usage:
@@ -236,10 +252,10 @@ def _write_checkpoints(writes: list[_CheckpointWrite]) -> None:
     blobs = {h: d for w in writes for h, d in w.blobs.items()}
     if blobs:
         Blob.objects.bulk_create([Blob(hash=h, data=d) for h, d in blobs.items()], ignore_conflicts=True)
-    totals: dict[tuple[Any, str], list[Any]] = {}
+    totals: dict[tuple[Any, str, int | None], list[Any]] = {}
     for w in writes:
         created_at = w.values["created_at"]
-        t = totals.setdefault((w.values["run_id"], w.owner), [created_at, 0, 0, 0, 0])
+        t = totals.setdefault((w.values["run_id"], w.owner, w.attempt), [created_at, 0, 0, 0, 0])
         t[0] = max(t[0], created_at)
         t[1] += 1
         t[2] += w.llm_calls
@@ -248,8 +264,11 @@ def _write_checkpoints(writes: list[_CheckpointWrite]) -> None:
     conn = _connection()
     sql = _sql(conn)
     updates = [
-        [_datetime(when, conn), count, calls, prompt, completion, _uuid(run_id, conn), owner, RunStatus.RUNNING.value]
-        for (run_id, owner), (when, count, calls, prompt, completion) in totals.items()
+        [
+            *(_datetime(when, conn), count, calls, prompt, completion),
+            *(_uuid(run_id, conn), owner, attempt, RunStatus.RUNNING.value),
+        ]
+        for (run_id, owner, attempt), (when, count, calls, prompt, completion) in totals.items()
     ]
     with conn.cursor() as cursor:
         _execute(cursor, sql.update_run, updates)
@@ -264,14 +283,14 @@ class _RunFinish:
     """A run's final fields, unless it was cancelled meanwhile. Plain SQL: compiling the
     ORM's query cost more than the statement itself."""
 
-    def __init__(self, run_id: str, owner: str, fields: dict[str, Any]) -> None:
-        self.run_id, self.owner, self.fields = run_id, owner, fields
+    def __init__(self, run_id: str, owner: str, fields: dict[str, Any], attempt: int | None = None) -> None:
+        self.run_id, self.owner, self.fields, self.attempt = run_id, owner, fields, attempt
 
     def statement(self, conn: Any) -> tuple[str, list[Any]]:
         columns = _run_columns()
         sql = Run.finish_sql(conn.ops.quote_name, [str(columns[name].column) for name in self.fields])
         params = [_prepared(columns[name], value, conn) for name, value in self.fields.items()]
-        return sql, [*params, _uuid(self.run_id, conn), self.owner, RunStatus.CANCELLED.value]
+        return sql, [*params, _uuid(self.run_id, conn), self.owner, self.attempt, RunStatus.CANCELLED.value]
 
     def __call__(self, retrying: bool) -> None:
         _finish_runs([self])
@@ -388,6 +407,16 @@ class DatabaseCheckpointStore:
         self._known_blobs: OrderedDict[str, None] = OrderedDict()
         self._value_hashes: dict[tuple[str, str], tuple[Any, str]] = {}
         self._names: dict[type[Workflow], str] = {}
+        # Per run a worker claimed, the attempt its claim counted: the fencing token of
+        # the run's writes (see Run.claim_guard).
+        self._attempts: dict[str, int] = {}
+
+    def claimed(self, run_id: str, attempt: int) -> None:
+        """A worker executes `run_id` under the claim that counted `attempt`."""
+        self._attempts[run_id] = attempt
+
+    def unclaimed(self, run_id: str) -> None:
+        self._attempts.pop(run_id, None)
 
     # -- writing -------------------------------------------------------------
 
@@ -433,7 +462,7 @@ class DatabaseCheckpointStore:
             "usage": checkpoint.usage or None,
             "retries": checkpoint.retries or None,
         }
-        op = _CheckpointWrite(values, blobs, self.owner, checkpoint.usage or [])
+        op = _CheckpointWrite(values, blobs, self.owner, checkpoint.usage or [], self._attempts.get(checkpoint.run_id))
         submitted = time.perf_counter()
         await self._batcher.submit(op)
         metrics.checkpoint_written(
@@ -467,14 +496,14 @@ class DatabaseCheckpointStore:
             fields.update(status=RunStatus.SUCCEEDED, result=_json_result(result), error="", error_traceback="")
         elif isinstance(error, WorkflowCancelledError):
             fields.update(status=RunStatus.CANCELLED, error="cancelled")
-        elif isinstance(error, LeaseLost | WorkflowSuspendedError | asyncio.CancelledError):
+        elif lost_lease(error) or isinstance(error, WorkflowSuspendedError | asyncio.CancelledError):
             # Another worker owns the run now, or it paused at a checkpoint: the
             # caller decides what the run's status becomes.
             return
         else:
             fields.update(status=RunStatus.FAILED, error=str(error), error_traceback=_format_traceback(error))
 
-        await self._batcher.submit(_RunFinish(run_id, owner, fields))
+        await self._batcher.submit(_RunFinish(run_id, owner, fields, self._attempts.get(run_id)))
         self._forget_run(run_id)
         if self.announce:
             self._in_background(live.aannounce_runs([run_id]))

@@ -198,3 +198,47 @@ async def test_it_forks_a_durable_run_from_mid_fan_out_with_a_store_edit() -> No
     # The child ran only what was pending at the fork point: the parent's 801 steps less 401.
     seqs = [s async for s in Checkpoint.objects.filter(run=child).order_by("seq").values_list("seq", flat=True)]
     assert seqs == list(range(1, 801 - 401 + 1))
+
+
+async def _seqs(run: Run) -> list[int]:
+    return [s async for s in Checkpoint.objects.filter(run=run).order_by("seq").values_list("seq", flat=True)]
+
+
+async def _until_checkpoints(run: Run, count: int) -> None:
+    while await Checkpoint.objects.filter(run=run).acount() < count:
+        await asyncio.sleep(0.02)
+
+
+async def test_a_worker_whose_lease_expired_under_load_keeps_its_run_instead_of_claiming_it_twice() -> None:
+    # The worker stalled past its lease (a loaded machine) and nobody took the run over:
+    # its claim loop must not start the run a second time beside the first, both writing
+    # as the same owner until one hits the other's seq.
+    run = await sync_to_async(start_run)("chain", {"steps": 20, "sleep": 0.05})
+    worker = Worker(poll_interval=0.05, lease_seconds=60)  # no renewal during the test
+    task = asyncio.create_task(worker.run(exit_when_idle=True, install_signals=False))
+    await _until_checkpoints(run, 3)
+    await Run.objects.filter(pk=run.pk).aupdate(lease_expires_at=run.created_at)
+    await asyncio.wait_for(task, 60)
+    run = await _refresh(run)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.attempts == 1 and worker.executed == 1
+    assert await _seqs(run) == list(range(1, 22))
+
+
+async def test_a_replaced_worker_is_fenced_by_its_claim_even_under_the_same_worker_id() -> None:
+    # Two executions of one run under one worker id (a process restarted with a fixed
+    # --worker-id while the old one, stalled, still lives): the claim's attempt fences the
+    # old one's late writes, and the new one resumes from the latest checkpoint and finishes.
+    run = await sync_to_async(start_run)("chain", {"steps": 20, "sleep": 0.05})
+    stalled = Worker(worker_id="same", poll_interval=0.05, lease_seconds=60)
+    old = asyncio.create_task(stalled.run(install_signals=False))
+    await _until_checkpoints(run, 3)
+    await Run.objects.filter(pk=run.pk).aupdate(lease_expires_at=run.created_at)
+    await _drain(worker_id="same", lease_seconds=60)
+    stalled.request_stop()
+    await asyncio.wait_for(old, 60)
+    run = await _refresh(run)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    assert run.result == {"ticks": 20}
+    assert run.worker_id == "same" and run.attempts == 2
+    assert await _seqs(run) == list(range(1, 22))  # contiguous: nothing lost, nothing twice
