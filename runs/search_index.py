@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from wfdash.workflow.serialization import EVENT_TAG  # a store value that is an event
+
 SEARCH_TABLE = "runs_checkpoint_search"
 FTS_TABLE = "runs_checkpoint_fts"
 MAX_CHARS = 100_000
-EVENT_TAG = "__event__"  # wfdash.workflow.serialization.EVENT_TAG: a store value that is an event
 
 # -- SQLite ------------------------------------------------------------------------
 
