@@ -70,9 +70,22 @@ ENTRIES = (
         ("--variants", "redis", "--runs", "40", "--duration", "15"),
         ("--variants", "redis"),
     ),  # fmt: skip
-    Entry("search", "bench/search.py", ("--quick",), ()),
-    Entry("stream", "bench/stream.py", ("--quick",), ()),
-    Entry("tracing", "bench/tracing.py", ("--quick",), ()),
+    # The scripts below print their document (never pass their --out: all.py writes the file).
+    # Quick estimates on a quiet 2-CPU machine in the comments (bench/README.md has the loaded timings).
+    Entry(
+        "search",
+        "bench/search.py",
+        ("--n", "100000", "--repeats", "3", "--writes", "100"),  # ~1.5-2 min: fills dominate; the table says 100,000
+        ("--n", "1000000"),  # the goal's size
+    ),  # fmt: skip
+    Entry("stream", "bench/stream.py", ("--repeats", "3"), ()),  # ~40 s: two layers, 3 + 1 runs each
+    Entry("tracing", "bench/tracing.py", ("--repeats", "3", "--rounds", "2"), ()),  # ~15 s: 8 processes
+    Entry("experiments", "bench/experiments.py", ("--repeats", "3"), ()),  # ~10 s
+    Entry("webhooks_sqlite", "bench/webhooks.py", ("--runs", "300"), ("--runs", "1000")),  # ~10 s
+    Entry(
+        "webhooks_postgres", "bench/webhooks.py", ("--runs", "300", "--postgres"), ("--runs", "1000", "--postgres")
+    ),  # ~15 s
+    Entry("code_version", "bench/code_version.py", (), ()),  # ~10 s: the 1,000-step manifest built 6 times
 )
 
 

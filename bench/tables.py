@@ -94,11 +94,12 @@ def provenance(doc: dict[str, Any], what: str) -> str:
     ram = f", {machine['ram_gib']} GiB" if machine.get("ram_gib") else ""
     before = run.get("loadavg_before") or doc.get("loadavg_before") or machine.get("loadavg_at_start")
     after = run.get("loadavg_after") or doc.get("loadavg_after") or machine.get("loadavg_at_end")
-    load_text = (
-        f"load {before[0]:.1f} before, {after[0]:.1f} after"
-        if isinstance(before, list) and isinstance(after, list)
-        else "load not recorded"
-    )
+    if isinstance(before, list) and isinstance(after, list):
+        load_text = f"load {before[0]:.1f} before, {after[0]:.1f} after"
+    elif isinstance(after, list):  # a script that only looked at the end
+        load_text = f"load {after[0]:.1f} at the end"
+    else:
+        load_text = "load not recorded"
     where = f"commit {commit[:10]}{' (uncommitted changes)' if dirty else ''}" if commit else "commit not recorded"
     return f"*{what}: {where}, {date}, {mode} run; {cpu}, {cores} cores{ram}; {load_text}.*"
 
@@ -377,6 +378,289 @@ def store_profile_table() -> list[str]:
     return out
 
 
+def script_header(doc: dict[str, Any]) -> dict[str, Any]:
+    """Fill the header fields `provenance` reads from what a script wrote itself, for a file not
+    written by bench/all.py (its `run` header, when there, still wins): `commit` as "abc123
+    (with uncommitted changes)" or "abc123+uncommitted changes", the load as a float or a list,
+    the core count as `cpus`."""
+    commit = doc.get("commit")
+    if isinstance(commit, str) and commit and "git_commit" not in doc:
+        doc["git_commit"] = re.split(r"[\s+]", commit, maxsplit=1)[0]
+        doc.setdefault("git_dirty", bool(doc.get("uncommitted_changes")) or "uncommitted" in commit)
+    if "run" not in doc:
+        doc.setdefault("mode", "standalone")  # the script's own command, not all.py's quick or full
+    machine = doc.get("machine") if isinstance(doc.get("machine"), dict) else None
+    start, end = doc.get("machine_at_start") or {}, doc.get("machine_at_end") or {}
+    if machine is None:
+        machine = {"cpus": start.get("cpus") or doc.get("cpus")}
+        doc["machine"] = machine
+    for key, value in (
+        ("loadavg_before", machine.get("loadavg_at_start") or start.get("loadavg")),
+        ("loadavg_after", machine.get("loadavg_at_end") or end.get("loadavg") or doc.get("loadavg")),
+    ):
+        if isinstance(value, int | float):
+            value = [value]
+        if isinstance(value, list) and value:
+            doc.setdefault(key, [float(x) for x in value])
+    return doc
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**MISSED**"
+
+
+def repeats_of(doc: dict[str, Any], default: Any = "?") -> Any:
+    """`--repeats N` from the command the file records (all.py's header, or the script's own)."""
+    command = str((doc.get("run") or {}).get("settings", {}).get("command") or doc.get("command") or "")
+    m = re.search(r"--repeats[ =](\d+)", command)
+    return int(m.group(1)) if m else default
+
+
+SEARCH_GOAL_N = 1_000_000
+SEARCH_GOAL_MS = 200
+
+
+def search_table() -> list[str]:
+    doc = load("search")
+    backends = [b for b in ("sqlite", "postgresql") if isinstance((doc or {}).get(b), dict)]
+    if not doc or not backends:
+        return ["*(no results yet: `python bench/all.py --quick --only search`)*"]
+    script_header(doc)
+    ns = {b: doc[b].get("n") for b in backends}
+    out = [provenance(doc, f"median (min-max) of {repeats_of(doc, 5)} repeats, ms for a page of 50 rows")]
+    sizes = ", ".join(f"{b} {num(n)}" for b, n in ns.items())
+    out.append("")
+    out.append(f"Checkpoints searched: {sizes}.")
+    if any(not isinstance(n, int) or n < SEARCH_GOAL_N for n in ns.values()):
+        out[-1] += (
+            f" **Measured at {', '.join(num(n) for n in dict.fromkeys(ns.values()))}: the goal is stated at "
+            f"{SEARCH_GOAL_N:,}** — run `python bench/all.py --full --only search`."
+        )
+    out.append("")
+    out.append("| query | selective | " + " | ".join(f"{b}: page ms | {b}: highlight ms" for b in backends) + " |")
+    out.append("|---" * (2 + 2 * len(backends)) + "|")
+    cases = list(dict.fromkeys(c for b in backends for c in doc[b].get("queries", {})))
+    for case in cases:
+        first = next(doc[b]["queries"][case] for b in backends if case in doc[b].get("queries", {}))
+        params = " ".join(f"{k}={v}" for k, v in (first.get("params") or {}).items())
+        cells = []
+        for b in backends:
+            q = doc[b].get("queries", {}).get(case)
+            if not isinstance(q, dict):
+                cells += ["–", "–"]
+                continue
+            page = mmm({"median": q.get("median_ms"), "min": q.get("min_ms"), "max": q.get("max_ms")}, 1)
+            cells += [f"{page}, {num(q.get('rows'))} rows", num(q.get("highlight_ms"), 1)]
+        selective = "yes" if first.get("goal_query") else "no"
+        out.append(f"| {case.replace('_', ' ')} (`{params}`) | {selective} | " + " | ".join(cells) + " |")
+    out += ["", "| | " + " | ".join(backends) + " |", "|---" * (len(backends) + 1) + "|"]
+
+    def row(label: str, fn: Callable[[dict[str, Any]], str]) -> None:
+        out.append(f"| {label} | " + " | ".join(fn(doc[b]) for b in backends) + " |")
+
+    def mb(d: dict[str, Any], *keys: str) -> str:
+        v = next((d.get("sizes", {}).get(k) for k in keys if d.get("sizes", {}).get(k) is not None), None)
+        return f"{num(v / 1e6, 1)} MB" if isinstance(v, int | float) else "–"
+
+    row(
+        "fill, checkpoints/s (SQLite: with the search triggers on)",
+        lambda d: num(d.get("fill", {}).get("checkpoints_per_s")),
+    )
+    row("search index (FTS5 / GIN)", lambda d: mb(d, "fts5_index_bytes", "gin_index_bytes"))
+    row("search side table", lambda d: mb(d, "search_table_bytes", "search_table_with_indexes_bytes"))
+    row("checkpoint table", lambda d: mb(d, "checkpoint_table_bytes"))
+    wc = "write_cost"
+    row(
+        "one checkpoint insert with / without the triggers, wall µs",
+        lambda d: f"{num(d.get(wc, {}).get('with_wall_us'))} / {num(d.get(wc, {}).get('without_wall_us'))}",
+    )
+    row("the triggers' own time per insert, µs (SQLite: CPU added; PostgreSQL: the function's time)",
+        lambda d: num(d.get(wc, {}).get("overhead_cpu_us", d.get(wc, {}).get("trigger_function_us"))))  # fmt: skip
+    out += ["", f"| goal: a selective query under {SEARCH_GOAL_MS} ms at {SEARCH_GOAL_N:,} checkpoints | "
+            "measured at | worst selective median, ms | |", "|---|---|---|---|"]  # fmt: skip
+    for b in backends:
+        if "error" in doc[b]:
+            out.append(f"| {b} | – | {doc[b]['error']} | **MISSED** (no result) |")
+            continue
+        worst = (doc.get("goals") or {}).get(b, {}).get("worst_selective_median_ms")
+        if worst is None:
+            qs = [q.get("median_ms") for q in doc[b].get("queries", {}).values() if q.get("goal_query")]
+            worst = max((x for x in qs if isinstance(x, int | float)), default=None)
+        n = ns[b]
+        if not isinstance(worst, int | float) or worst >= SEARCH_GOAL_MS:
+            verdict = "**MISSED**"
+        elif isinstance(n, int) and n >= SEARCH_GOAL_N:
+            verdict = "met"
+        else:
+            verdict = f"not decided: under {SEARCH_GOAL_MS} ms at {num(n)}, the goal is at {SEARCH_GOAL_N:,}"
+        out.append(f"| {b} | {num(n)} | {num(worst, 1)} | {verdict} |")
+    return out
+
+
+def stream_table() -> list[str]:
+    doc = load("stream")
+    layers = (doc or {}).get("layers") or {}
+    if not doc or not layers:
+        return ["*(no results yet: `python bench/all.py --quick --only stream`)*"]
+    script_header(doc)
+    goal = doc.get("goal_ms", 50)
+    reps = (doc.get("settings") or {}).get("repeats", "?")
+    names = {"memory": "embedded (`webworker`, in-memory layer)", "redis": "Redis (daphne + `wfworker`)",
+             "memory-separate": "in-memory, separate `wfworker` (the shape before `webworker`)"}  # fmt: skip
+
+    def fig(layer: dict[str, Any], key: str) -> dict[str, Any] | None:
+        f = layer.get(key)
+        if not isinstance(f, dict) or not f.get("n"):
+            return None
+        lo, hi = (f.get("range") or [None, None])[:2]
+        return {"median": f.get("median"), "min": f.get("min", lo), "max": f.get("max", hi)}
+
+    out = [provenance(doc, f"ms, median (min-max) over {reps} repeats of each run's figure")]
+    heads = [names.get(n, n) + (f" ({v['repeats']} repeats)" if "repeats" in v else "") for n, v in layers.items()]
+    out.append("| | " + " | ".join(heads) + " |")
+    out.append("|---" * (len(layers) + 1) + "|")
+    rows = (
+        ("first token: the fake server's write to the page's receipt", "first_token_ms"),
+        ("every token of the answer, p50", "token_ms_p50"),
+        ("every token of the answer, p99", "token_ms_p99"),
+        ("checkpoint: commit to the page's receipt, p50", "checkpoint_from_commit_ms_p50"),
+        ("checkpoint: commit to the page's receipt, p99", "checkpoint_from_commit_ms_p99"),
+    )
+    for label, key in rows:
+        cells = []
+        for layer in layers.values():
+            if "error" in layer:
+                cells.append("error (see stderr)")
+            else:
+                f = fig(layer, key)
+                cells.append(mmm(f, 1) if f else "none reached the page")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    cpu = [", ".join(f"{p} {num(s, 1)}" for p, s in (layer.get("cpu_s") or {}).items()) or "–"
+           for layer in layers.values()]  # fmt: skip
+    out.append("| CPU seconds of the server processes, whole run | " + " | ".join(cpu) + " |")
+    out += ["", "| goal (this run; medians) | limit | measured | |", "|---|---|---|---|"]
+    for label, layer, key in (
+        ("first token on the embedded page", "memory", "first_token_ms"),
+        ("first token on the page over Redis", "redis", "first_token_ms"),
+        ("embedded live checkpoint p50, from commit", "memory", "checkpoint_from_commit_ms_p50"),
+    ):
+        f = fig(layers.get(layer) or {}, key)
+        median = f.get("median") if f else None
+        ok = isinstance(median, int | float) and median < goal
+        measured = f"{num(median, 1)} ms" if isinstance(median, int | float) else "not measured"
+        out.append(f"| {label} | < {num(goal)} ms | {measured} | {met(ok)} |")
+    return out
+
+
+TRACING_VARIANTS = {
+    "off_not_installed": "not installed (imports blocked)",
+    "off_installed": "installed, not configured (off)",
+    "sdk_disabled": "configured, `OTEL_SDK_DISABLED=true`",
+    "on": "on: a span per step, exported over OTLP/HTTP",
+}
+
+
+def tracing_table() -> list[str]:
+    doc = load("tracing")
+    variants = (doc or {}).get("variants") or {}
+    if not doc or not variants:
+        return ["*(no results yet: `python bench/all.py --quick --only tracing`)*"]
+    script_header(doc)
+
+    def fig(v: dict[str, Any]) -> dict[str, Any]:
+        return {"median": v.get("us_per_step_median"), "min": v.get("us_per_step_min"),
+                "max": v.get("us_per_step_max")}  # fmt: skip
+
+    steps = num(doc.get("steps_per_run"))
+    out = [provenance(doc, f"µs per step of a {steps}-step chain checkpointed in memory, median (min-max) of all runs")]
+    out += ["| OpenTelemetry | µs per step | runs |", "|---|---|---|"]
+    for name, v in variants.items():
+        out.append(f"| {TRACING_VARIANTS.get(name, name)} | {mmm(fig(v), 1)} | {num(v.get('runs'))} |")
+    base = variants.get("off_not_installed")
+    on = variants.get("on")
+    if base and on and isinstance(on.get("us_per_step_median"), int | float):
+        out.append(f"| on minus installed-off (median) | {num(doc.get('on_minus_off_us_per_step'), 1)} | |")
+    out += ["", "| goal | |", "|---|---|"]
+    goal = "tracing off costs nothing measurable: installed-off and not installed each within the other's min-max"
+    off = variants.get("off_installed")
+    if not base or not off:
+        out.append(f"| {goal} | **MISSED** (not measured) |")
+        return out
+
+    def within(x: dict[str, Any], y: dict[str, Any]) -> bool:
+        vals = (x["median"], y["min"], y["max"])
+        return all(isinstance(v, int | float) for v in vals) and y["min"] <= x["median"] <= y["max"]
+
+    out.append(f"| {goal} | {met(within(fig(base), fig(off)) and within(fig(off), fig(base)))} |")
+    return out
+
+
+def experiments_table() -> list[str]:
+    doc = load("experiments")
+    cases = (doc or {}).get("cases") or []
+    if not doc or not cases:
+        return ["*(no results yet: `python bench/all.py --quick --only experiments`)*"]
+    script_header(doc)
+    out = [provenance(doc, f"SQLite, Django's test client, ms, median of {repeats_of(doc, 5)} repeats")]
+    out += ["| variants | result characters | create the sweep | matrix poll after a change | matrix bytes "
+            "| poll with nothing changed (204) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for c in cases:
+        out.append(
+            f"| {num(c.get('variants'))} | {num(c.get('result_chars'))} | {num(c.get('create_sweep_ms'), 1)} "
+            f"| {num(c.get('matrix_poll_ms'), 1)} | {num(c.get('matrix_poll_bytes'))} "
+            f"| {num(c.get('unchanged_poll_ms'), 1)} |"
+        )
+    return out
+
+
+def webhooks_table() -> list[str]:
+    docs = {n: d for n in ("sqlite", "postgres") if (d := load(f"webhooks_{n}"))}
+    if not docs:
+        return ["*(no results yet: `python bench/all.py --quick --only webhooks_sqlite,webhooks_postgres`)*"]
+    out = []
+    for name, doc in docs.items():
+        out.append(provenance(script_header(doc), f"{doc.get('database', name)}, {num(doc.get('runs'))} runs, one run"))
+        out.append("")
+    names = [str(d.get("database", n)) for n, d in docs.items()]
+    out += ["| | " + " | ".join(names) + " |", "|---" * (len(docs) + 1) + "|"]
+
+    def trigger(d: dict[str, Any]) -> str:
+        a, b = d.get("status_change_us_no_endpoint"), d.get("status_change_us_with_endpoint")
+        return num(b - a, 1) if isinstance(a, int | float) and isinstance(b, int | float) else "–"
+
+    def field(key: str, digits: int = 0) -> Callable[[dict[str, Any]], str]:
+        return lambda d: num(d.get(key), digits)
+
+    rows: tuple[tuple[str, Callable[[dict[str, Any]], str]], ...] = (
+        ("a run's status change, µs (median): no active endpoint", field("status_change_us_no_endpoint", 1)),
+        ("the same with an active endpoint (the trigger records it)", field("status_change_us_with_endpoint", 1)),
+        ("what the trigger adds, µs", trigger),
+        ("transitions dispatched into deliveries per second", field("dispatch_per_s")),
+        ("deliveries signed, POSTed and recorded per second (one worker)", field("deliver_per_s")),
+    )
+    for label, fn in rows:
+        out.append(f"| {label} | " + " | ".join(fn(d) for d in docs.values()) + " |")
+    return out
+
+
+def code_version_table() -> list[str]:
+    doc = load("code_version")
+    flows = {k: v for k, v in (doc or {}).items() if isinstance(v, dict) and "steps" in v}
+    if not doc or not flows:
+        return ["*(no results yet: `python bench/all.py --quick --only code_version`)*"]
+    script_header(doc)
+    out = [provenance(doc, "median of 5 timings (a cached manifest: mean of 10,000)")]
+    out += ["| workflow | steps | manifest, first build ms | cached µs | manifest bytes | compare two, ms |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, f in flows.items():
+        out.append(
+            f"| {name} | {num(f.get('steps'))} | {num(f.get('manifest_first_build_ms'), 1)} "
+            f"| {num(f.get('manifest_cached_us'), 2)} | {num(f.get('manifest_json_bytes'))} "
+            f"| {num(f.get('compare_ms'), 2)} |"
+        )
+    return out
+
+
 TABLES: dict[str, Callable[[], list[str]]] = {
     "durable-sqlite": durable_table("sqlite"),
     "durable-postgresql": durable_table("postgresql"),
@@ -388,6 +672,12 @@ TABLES: dict[str, Callable[[], list[str]]] = {
     "live": live_table,
     "explorer": explorer_table,
     "load-drill": load_drill_table,
+    "search": search_table,
+    "stream": stream_table,
+    "tracing": tracing_table,
+    "experiments": experiments_table,
+    "webhooks": webhooks_table,
+    "code-version": code_version_table,
 }
 
 

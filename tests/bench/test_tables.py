@@ -97,3 +97,196 @@ def test_check_fails_when_readme_differs_from_the_results(tables: ModuleType, tm
 
 def test_a_missing_results_file_is_named_not_invented(tables: ModuleType) -> None:
     assert "no results yet" in tables.TABLES["durable-postgresql"]()[0]
+
+
+# -- the tables of the scripts that write their own headers ----------------------------------
+
+
+def _write(tmp_path: Path, name: str, doc: dict[str, object]) -> None:
+    (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+
+
+def _run_header() -> dict[str, object]:
+    """What bench/all.py adds as `run`: it wins over whatever the script recorded."""
+    return {
+        "mode": "quick",
+        "git_commit": "fedcba9876543210",
+        "git_dirty": True,
+        "started_at": "2026-11-29T13:00:00Z",
+        "machine": {"cpu_model": "Test CPU", "cores": 2, "ram_gib": 8.0},
+        "loadavg_before": [1.5, 1.0, 1.0],
+        "loadavg_after": [2.5, 1.0, 1.0],
+        "settings": {"command": "python bench/search.py --n 100000 --repeats 3"},
+    }
+
+
+def _query(median: float, goal: bool, rows: int = 2) -> dict[str, object]:
+    return {
+        "params": {"q": "q004242"},
+        "goal_query": goal,
+        "median_ms": median,
+        "min_ms": median - 1,
+        "max_ms": median + 1,
+        "rows": rows,
+        "highlight_ms": 0.5,
+    }
+
+
+def test_search_says_when_the_size_measured_is_below_the_goals(tables: ModuleType, tmp_path: Path) -> None:
+    doc = {
+        "run": _run_header(),
+        "sqlite": {
+            "n": 100_000,
+            "queries": {"rare_word": _query(12.0, True), "common": _query(250.0, False, 50)},
+            "sizes": {"fts5_index_bytes": 8_000_000},
+            "write_cost": {"with_wall_us": 900, "without_wall_us": 300},
+        },
+        "postgresql": {"n": 100_000, "queries": {"rare_word": _query(240.0, True)}},
+        "goals": {
+            "sqlite": {"worst_selective_median_ms": 12.0, "met": True},
+            "postgresql": {"worst_selective_median_ms": 240.0, "met": False},
+        },
+    }
+    _write(tmp_path, "search", doc)
+    text = "\n".join(tables.TABLES["search"]())
+    assert "commit fedcba9876 (uncommitted changes)" in text and "quick run" in text and "of 3 repeats" in text
+    assert "Measured at 100,000: the goal is stated at 1,000,000" in text and "--full" in text
+    assert "12.0 (11.0-13.0), 2 rows" in text and "8.0 MB" in text and "900 / 300" in text
+    sqlite_goal = next(line for line in text.splitlines() if line.startswith("| sqlite | 100,000"))
+    assert "not decided" in sqlite_goal and "met" not in sqlite_goal.replace("measured", "")
+    assert "**MISSED**" in next(line for line in text.splitlines() if line.startswith("| postgresql | 100,000"))
+
+
+def test_search_at_the_goals_size_reads_met(tables: ModuleType, tmp_path: Path) -> None:
+    doc = {
+        "commit": "abc1234 (with uncommitted changes)",
+        "machine": {"cpus": 2, "loadavg_at_start": [3.0], "loadavg_at_end": [4.0]},
+        "sqlite": {"n": 1_000_000, "queries": {"rare_word": _query(30.0, True)}},
+    }
+    _write(tmp_path, "search", doc)
+    lines = tables.TABLES["search"]()
+    assert "commit abc1234 (uncommitted changes)" in lines[0] and "standalone run" in lines[0]
+    assert "load 3.0 before, 4.0 after" in lines[0]
+    assert not any("goal is stated" in line for line in lines)
+    assert lines[-1] == "| sqlite | 1,000,000 | 30.0 | met |"  # worst selective median from the queries
+
+
+def _stream_fig(median: float, lo: float, hi: float) -> dict[str, object]:
+    return {"median": median, "range": [lo, hi], "n": 3}
+
+
+def test_stream_marks_each_goal(tables: ModuleType, tmp_path: Path) -> None:
+    doc = {
+        "commit": "6c180bc+uncommitted changes",
+        "settings": {"repeats": 3},
+        "machine_at_start": {"cpus": 2, "loadavg": [4.0, 3.0, 2.0]},
+        "machine_at_end": {"cpus": 2, "loadavg": [5.0, 3.0, 2.0]},
+        "goal_ms": 50.0,
+        "layers": {
+            "memory": {
+                "first_token_ms": _stream_fig(14.2, 2.0, 32.5),
+                "token_ms_p50": {"n": 0},
+                "checkpoint_from_commit_ms_p50": _stream_fig(130.0, 128.0, 134.0),
+                "cpu_s": {"webworker": 3.5},
+            },
+            "redis": {"error": "Traceback ..."},
+        },
+    }
+    _write(tmp_path, "stream", doc)
+    lines = tables.TABLES["stream"]()
+    text = "\n".join(lines)
+    assert "commit 6c180bc (uncommitted changes)" in lines[0] and "load 4.0 before, 5.0 after" in lines[0]
+    assert "14.2 (2.0-32.5)" in text and "none reached the page" in text and "error (see stderr)" in text
+    goals = {line.split(" | ")[0]: line for line in lines if "< 50 ms" in line}
+    assert goals["| first token on the embedded page"].endswith("| met |")
+    assert goals["| first token on the page over Redis"].endswith("| not measured | **MISSED** |")
+    assert goals["| embedded live checkpoint p50, from commit"].endswith("| 130 ms | **MISSED** |")
+
+
+def _tracing_variant(median: float, lo: float, hi: float) -> dict[str, object]:
+    return {"us_per_step_median": median, "us_per_step_min": lo, "us_per_step_max": hi, "runs": 6}
+
+
+@pytest.mark.parametrize(("installed", "verdict"), [((233, 148, 316), "met"), ((300, 280, 320), "**MISSED**")])
+def test_tracing_off_must_be_within_not_installeds_min_max(
+    tables: ModuleType, tmp_path: Path, installed: tuple[float, float, float], verdict: str
+) -> None:
+    doc = {
+        "commit": "6c180bc",
+        "uncommitted_changes": False,
+        "steps_per_run": 1000,
+        "variants": {
+            "off_not_installed": _tracing_variant(229, 129, 274),
+            "off_installed": _tracing_variant(*installed),
+            "on": _tracing_variant(1097, 774, 1521),
+        },
+        "on_minus_off_us_per_step": 864.4,
+        "machine": {"cpus": 2, "loadavg_at_start": [11.7, 1, 1], "loadavg_at_end": [12.7, 1, 1]},
+    }
+    _write(tmp_path, "tracing", doc)
+    lines = tables.TABLES["tracing"]()
+    assert "commit 6c180bc," in lines[0] and "1,000-step chain" in lines[0]
+    assert "| not installed (imports blocked) | 229 (129-274) | 6 |" in lines
+    assert "1,097 (774-1,521)" in "\n".join(lines) and "| on minus installed-off (median) | 864 | |" in lines
+    assert lines[-1].endswith(f"| {verdict} |")
+
+
+def test_experiments_lists_every_case(tables: ModuleType, tmp_path: Path) -> None:
+    case = {
+        "variants": 100,
+        "result_chars": 10000,
+        "create_sweep_ms": 123.02,
+        "matrix_poll_ms": 45.5,
+        "matrix_poll_bytes": 177846,
+        "unchanged_poll_ms": 16.21,
+    }
+    _write(tmp_path, "experiments", {"python": "3.12.1", "cpus": 2, "cases": [case]})
+    lines = tables.TABLES["experiments"]()
+    assert "commit not recorded" in lines[0] and "load not recorded" in lines[0] and "2 cores" in lines[0]
+    assert lines[-1] == "| 100 | 10,000 | 123 | 45.5 | 177,846 | 16.2 |"
+
+
+def test_webhooks_reads_both_files_and_computes_the_triggers_cost(tables: ModuleType, tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "webhooks_sqlite",
+        {
+            "database": "sqlite",
+            "runs": 300,
+            "status_change_us_no_endpoint": 250.9,
+            "status_change_us_with_endpoint": 306.2,
+            "dispatch_per_s": 1728,
+            "deliver_per_s": 112,
+            "loadavg": [11.29, 11.1, 10.3],
+        },
+    )
+    lines = tables.TABLES["webhooks"]()
+    assert "sqlite, 300 runs" in lines[0] and "load 11.3 at the end" in lines[0]
+    assert "| what the trigger adds, µs | 55.3 |" in lines
+    assert "| deliveries signed, POSTed and recorded per second (one worker) | 112 |" in lines
+    _write(tmp_path, "webhooks_postgres", {"database": "postgresql", "runs": 300, "run": _run_header()})
+    lines = tables.TABLES["webhooks"]()
+    assert any("postgresql, 300 runs" in line and "commit fedcba9876" in line for line in lines)
+    assert "| what the trigger adds, µs | 55.3 | – |" in lines  # fields an older file lacks read "–"
+
+
+def test_code_version_lists_each_workflow(tables: ModuleType, tmp_path: Path) -> None:
+    doc = {
+        "machine": {"loadavg_at_start": 11.97, "loadavg_at_end": 12.37},
+        "Distinct1000": {
+            "steps": 1001,
+            "manifest_first_build_ms": 3222.5,
+            "manifest_cached_us": 0.18,
+            "manifest_json_bytes": 468720,
+            "compare_ms": 74.119,
+        },
+    }
+    _write(tmp_path, "code_version", doc)
+    lines = tables.TABLES["code-version"]()
+    assert "load 12.0 before, 12.4 after" in lines[0]
+    assert lines[-1] == "| Distinct1000 | 1,001 | 3,222 | 0.18 | 468,720 | 74.12 |"
+
+
+@pytest.mark.parametrize("name", ["search", "stream", "tracing", "experiments", "webhooks", "code-version"])
+def test_the_new_tables_name_a_missing_results_file(tables: ModuleType, name: str) -> None:
+    assert "no results yet" in tables.TABLES[name]()[0]
