@@ -1,7 +1,9 @@
 """The webhook endpoints' API: `/api/webhooks/`, imported and registered by runs/api.py
 (same auth, same error bodies).
 
-A secret is in the answer to a create or a rotate, and nowhere else.
+A secret is in the answer to a create or a rotate, and nowhere else. An endpoint's full
+URL is shown to whoever may change webhooks (and echoed to its creator); others get
+`scheme://host/…` (runs/access.py).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class WebhookIn(Schema):
 
 class WebhookOut(Schema):
     id: uuid.UUID
-    url: str
+    url: str = Field(description="the full URL with the change permission; else scheme://host/…")
     workflow: str | None
     events: list[str]
     active: bool
@@ -89,7 +91,7 @@ def create_webhook(request: HttpRequest, payload: WebhookIn) -> Any:
         endpoint, secret = webhooks.create_endpoint(payload.url, payload.events, payload.workflow, request.user)
     except webhooks.WebhookError as exc:
         return _invalid(request, exc)
-    return Status(201, {**_out(endpoint), "secret": secret})
+    return Status(201, {**_out(endpoint, full_url=True), "secret": secret})
 
 
 @router.get("/", response={200: WebhookPage, **ERRORS})
@@ -104,7 +106,8 @@ def list_webhooks(request: HttpRequest, after: str | None = Query(None, max_leng
     rows = list(qs[: PAGE_SIZE + 1])
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    return {"items": [_out(e) for e in rows], "next_cursor": str(rows[-1].id) if more else None}
+    full_url = access.allows(request.user, access.WEBHOOK_CHANGE)
+    return {"items": [_out(e, full_url) for e in rows], "next_cursor": str(rows[-1].id) if more else None}
 
 
 @router.get("/{webhook_id}/", response={200: WebhookDetail, **ERRORS})
@@ -112,7 +115,8 @@ def get_webhook(request: HttpRequest, webhook_id: uuid.UUID) -> Any:
     access.check(request.user, access.WEBHOOK_VIEW)
     endpoint = _endpoint(webhook_id)
     recent = WebhookDelivery.objects.filter(endpoint=endpoint).defer("payload")[:RECENT_DELIVERIES]
-    return {**_out(endpoint), "deliveries": [d.summary() for d in recent]}
+    full_url = access.allows(request.user, access.WEBHOOK_CHANGE)
+    return {**_out(endpoint, full_url), "deliveries": [d.summary() for d in recent]}
 
 
 @router.delete("/{webhook_id}/", response={204: None, **ERRORS})
@@ -129,6 +133,9 @@ def rotate_webhook_secret(request: HttpRequest, webhook_id: uuid.UUID) -> Any:
     return {"id": endpoint.id, "secret": webhooks.rotate_secret(endpoint)}
 
 
-def _out(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    """An endpoint as the API shows it: every field but the secret."""
-    return {f: getattr(endpoint, f) for f in WebhookOut.model_fields}
+def _out(endpoint: WebhookEndpoint, full_url: bool) -> dict[str, Any]:
+    """An endpoint as the API shows it: every field but the secret, the URL redacted unless `full_url`."""
+    out = {f: getattr(endpoint, f) for f in WebhookOut.model_fields}
+    if not full_url:
+        out["url"] = endpoint.redacted_url
+    return out

@@ -14,6 +14,7 @@ class RunsConfig(AppConfig):
         from . import checks  # noqa: F401 - registers the system checks
 
         post_migrate.connect(_repair_search_index, sender=self)
+        post_migrate.connect(_repair_webhook_trigger, sender=self)
 
 
 def _repair_search_index(using: str = "default", **kwargs: Any) -> None:
@@ -23,3 +24,12 @@ def _repair_search_index(using: str = "default", **kwargs: Any) -> None:
     from . import search_index
 
     search_index.repair(connections[using])
+
+
+def _repair_webhook_trigger(using: str = "default", **kwargs: Any) -> None:
+    """A migration that rebuilt runs_run on SQLite dropped the webhook trigger: put it back."""
+    from django.db import connections
+
+    from . import webhook_triggers
+
+    webhook_triggers.repair(connections[using])

@@ -1,6 +1,8 @@
-"""The admin for webhooks: endpoints (the secret shown once, on add and on rotate; never
-listed) and their deliveries (read-only, retried by an action). Permissions come from
-runs/access.py: the endpoint's view/add/change/delete permissions cover deliveries too."""
+"""The admin for webhooks: endpoints (the secret shown once, on add and on rotate, in that
+response's page: never in a message, which the messages storage would keep in a cookie or
+the session; never listed) and their deliveries (read-only, retried by an action).
+Permissions come from runs/access.py: the endpoint's view/add/change/delete permissions
+cover deliveries too, each with runs.view_run; full URLs need the change permission."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -18,6 +21,9 @@ from django.utils.safestring import SafeString
 from . import access, registry, webhooks
 from .admin import BOTH_LOCATIONS, ReadOnlyAdmin, admin_link, id_search, pretty_json, short_id
 from .webhook_models import EVENTS, WebhookDelivery, WebhookEndpoint
+
+# Endpoints one rotate action changes (and shows the new secrets of).
+SECRETS_SHOWN = 50
 
 
 class WebhookPolicy:
@@ -64,9 +70,27 @@ class WebhookEndpointAdmin(WebhookPolicy, admin.ModelAdmin):  # type: ignore[typ
     list_display = ("url", "workflow", "events", "active", "created_by", "created_at")
     list_filter = ("active",)
     search_fields = ("url", "workflow")
-    readonly_fields = ("created_by", "created_at")
+    readonly_fields = ("redacted_url", "created_by", "created_at")
     actions = ("rotate_secret",)
     show_full_result_count = False
+
+    # Whoever may not change webhooks sees (and searches) `scheme://host/…`, not the URL.
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if self.has_change_permission(request):
+            return self.list_display
+        return ("redacted_url", *self.list_display[1:])
+
+    def get_search_fields(self, request: HttpRequest) -> Any:
+        return self.search_fields if self.has_change_permission(request) else ("workflow",)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None or self.has_change_permission(request, obj):
+            return ("url", "workflow", "events", "active", "created_by", "created_at")
+        return ("redacted_url", "workflow", "events", "active", "created_by", "created_at")
+
+    @admin.display(description="URL")
+    def redacted_url(self, obj: WebhookEndpoint) -> str:
+        return obj.redacted_url
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return access.allows(request.user, access.WEBHOOK_ADD)
@@ -86,19 +110,20 @@ class WebhookEndpointAdmin(WebhookPolicy, admin.ModelAdmin):  # type: ignore[typ
         """What a delete removes, counted rather than listed: an endpoint may have a million deliveries."""
         endpoints = list(objs)
         deliveries = WebhookDelivery.objects.filter(endpoint__in=endpoints).count()
-        summary = [f"{e.url} ({e.id})" for e in endpoints[:100]]
+        summary = [f"{e} ({e.id})" for e in endpoints[:100]]
         summary.append(f"and {deliveries} webhook deliveries with them")
         counts = {"webhook endpoints": len(endpoints), "webhook deliveries": deliveries}
         return summary, counts, set(), []
 
     def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
-        secret = None
         if not change:
-            secret = obj.secret = webhooks.new_secret()
+            obj.secret = webhooks.new_secret()
             obj.created_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
-        if secret is not None:
-            self.message_user(request, f"The secret of {obj.url}, shown this once: {secret}", messages.WARNING)
+
+    def response_add(self, request: HttpRequest, obj: WebhookEndpoint, post_url_continue: str | None = None) -> Any:
+        """The secret, shown this once, in this response's page."""
+        return self._secrets_page(request, [(obj, obj.secret)], "Webhook endpoint added")
 
     @admin.action(
         description="Rotate the secret",
@@ -106,10 +131,22 @@ class WebhookEndpointAdmin(WebhookPolicy, admin.ModelAdmin):  # type: ignore[typ
         permissions=["rotate"],
         location=BOTH_LOCATIONS,
     )
-    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
-        for endpoint in queryset[:50]:
-            secret = webhooks.rotate_secret(endpoint)
-            self.message_user(request, f"The new secret of {endpoint.url}, shown this once: {secret}", messages.WARNING)
+    def rotate_secret(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> HttpResponse:
+        rotated = [(endpoint, webhooks.rotate_secret(endpoint)) for endpoint in queryset[:SECRETS_SHOWN]]
+        return self._secrets_page(request, rotated, "Webhook secrets rotated")
+
+    def _secrets_page(
+        self, request: HttpRequest, secrets: list[tuple[WebhookEndpoint, str]], title: str
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "secrets": secrets,
+            "changelist_url": reverse("admin:runs_webhookendpoint_changelist"),
+        }
+        # Admin views are never_cache: this page is not kept by a browser or a proxy.
+        return TemplateResponse(request, "admin/runs/webhook_secrets.html", context)
 
 
 @admin.register(WebhookDelivery)
@@ -169,7 +206,7 @@ class WebhookDeliveryAdmin(WebhookPolicy, ReadOnlyAdmin):
 
     @admin.display(description="endpoint")
     def endpoint_link(self, obj: WebhookDelivery) -> SafeString:
-        return admin_link(obj.endpoint, obj.endpoint.url)
+        return admin_link(obj.endpoint, obj.endpoint.redacted_url)
 
     @admin.display(description="run")
     def run_link(self, obj: WebhookDelivery) -> SafeString:

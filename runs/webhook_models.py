@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -17,6 +18,20 @@ from django.utils import timezone
 
 # The run statuses a webhook can subscribe to; the trigger records exactly these.
 EVENTS = ("succeeded", "failed", "cancelled", "waiting")
+
+
+def redact_url(url: str) -> str:
+    """`scheme://host[:port]/…`: a URL without its path and query, where credentials often
+    are (Slack's /services/T/B/XXXX, ?token=); shown to whoever may not change webhooks."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}/…"
 
 
 class WebhookEndpoint(models.Model):
@@ -41,7 +56,12 @@ class WebhookEndpoint(models.Model):
         verbose_name = "webhook endpoint"
 
     def __str__(self) -> str:
-        return self.url
+        # Admin links, logs and delete pages show this: never the full URL.
+        return self.redacted_url
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url)
 
     def wants(self, workflow: str, event: str) -> bool:
         return self.active and event in self.events and self.workflow in (None, "", workflow)
@@ -109,8 +129,6 @@ class WebhookDelivery(models.Model):
 
     @property
     def host(self) -> str:
-        from urllib.parse import urlsplit
-
         return urlsplit(self.endpoint.url).hostname or ""
 
     def summary(self) -> dict[str, Any]:

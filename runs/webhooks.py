@@ -7,7 +7,8 @@ transitions into `WebhookDelivery` rows and deletes them in one transaction. The
 
 Server-side request forgery: endpoint URLs are http(s) with a host and no user info, and
 every address the host resolves to must be public (no loopback, private, link-local,
-multicast, reserved or unspecified address), checked when the endpoint is saved and again
+multicast, reserved, site-local or unspecified address, nor an IPv6 address wrapping
+one: IPv4-mapped, 6to4, Teredo, NAT64), checked when the endpoint is saved and again
 before each attempt, which then connects to the very address checked.
 `WFDASH_WEBHOOK_ALLOW_PRIVATE=1` lifts the address check (tests, private networks).
 """
@@ -23,6 +24,8 @@ import random
 import secrets
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +49,8 @@ ERROR_PREVIEW_CHARS = 500
 DISPATCH_BATCH = 200
 # Deliveries a run page lists (the newest); the admin lists them all.
 DELIVERIES_SHOWN = 20
+# How long saving an endpoint waits for its name to resolve.
+DNS_TIMEOUT_SECONDS = 5.0
 
 
 class WebhookError(ValueError):
@@ -99,16 +104,34 @@ def allow_private() -> bool:
     return getattr(settings, "WFDASH_WEBHOOK_ALLOW_PRIVATE", False) is True
 
 
+# NAT64 prefixes (RFC 6052's well-known one and RFC 8215's local-use one): the last 32 bits
+# are the IPv4 address the gateway connects to.
+NAT64_PREFIXES = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_KINDS = ("loopback", "private", "link_local", "site_local", "multicast", "reserved", "unspecified")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches through: mapped, 6to4, Teredo, NAT64."""
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if any(ip in prefix for prefix in NAT64_PREFIXES):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
+
+
 def refused_reason(address: str) -> str | None:
-    """Why a webhook may not connect to `address`, or None when it is a public address."""
+    """Why a webhook may not connect to `address`, or None when it is a public address.
+    An IPv6 address wrapping an IPv4 one is judged by both (6to4 2002:7f00:1:: reaches 127.0.0.1)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for kind in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
-        if getattr(ip, f"is_{kind}"):
-            return f"{address} is a {kind.replace('_', '-')} address"
-    if not ip.is_global:
-        return f"{address} is not a public address"
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        candidates = [*embedded_ipv4(ip), ip]
+    for candidate in candidates:
+        via = "" if candidate is ip else f" (it reaches {candidate})"
+        for kind in _KINDS:
+            if getattr(candidate, f"is_{kind}", False):
+                return f"{address} is a {kind.replace('_', '-')} address{via}"
+        if not candidate.is_global:
+            return f"{address} is not a public address{via}"
     return None
 
 
@@ -136,11 +159,26 @@ def pick_address(target: Target, infos: list[Any]) -> str:
     return addresses[0]
 
 
+def _getaddrinfo(host: str, port: int) -> list[Any]:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+# Names are resolved here, off the request's thread, so a resolver that never answers costs
+# a request DNS_TIMEOUT_SECONDS (and at most this pool's threads), not a worker forever.
+_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+
+
 def check_url(url: str) -> str:
-    """`url` if an endpoint may use it (scheme, host, resolved addresses); else WebhookError."""
+    """`url` if an endpoint may use it (scheme, host, resolved addresses); else WebhookError.
+    Resolving the name takes at most WFDASH_WEBHOOK_DNS_TIMEOUT_SECONDS (5 s by default)."""
     target = parse_url(url)
+    timeout = float(getattr(settings, "WFDASH_WEBHOOK_DNS_TIMEOUT_SECONDS", DNS_TIMEOUT_SECONDS))
+    future = _resolver.submit(_getaddrinfo, target.host, target.port)
     try:
-        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        infos = future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()
+        raise WebhookError("url", f"cannot resolve {target.host}: no DNS answer within {timeout:g} s") from None
     except (OSError, UnicodeError) as exc:
         raise WebhookError("url", f"cannot resolve {target.host}: {exc}") from None
     pick_address(target, infos)

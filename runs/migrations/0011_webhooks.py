@@ -6,53 +6,20 @@ import uuid
 from django.conf import settings
 from django.db import migrations, models
 
-# A status change a webhook may want is recorded in the same transaction as the change,
-# whichever code makes it (the store's group commit, a cancel, the admin), and only while
-# an active endpoint exists: the worker turns these rows into deliveries (runs/webhooks.py).
-NOTIFIED = "'succeeded', 'failed', 'cancelled', 'waiting'"
-
-SQLITE_TRIGGER = f"""
-CREATE TRIGGER runs_run_webhook_transition AFTER UPDATE OF status ON runs_run
-FOR EACH ROW WHEN NEW.status <> OLD.status AND NEW.status IN ({NOTIFIED})
-BEGIN
-    INSERT INTO runs_runtransition (run_id, status, at)
-    SELECT NEW.id, NEW.status, NEW.updated_at
-    WHERE EXISTS (SELECT 1 FROM runs_webhookendpoint WHERE active);
-END;
-"""
-
-POSTGRES_TRIGGER = f"""
-CREATE FUNCTION runs_run_webhook_transition() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM runs_webhookendpoint WHERE active) THEN
-        INSERT INTO runs_runtransition (run_id, status, at) VALUES (NEW.id, NEW.status, NEW.updated_at);
-    END IF;
-    RETURN NULL;
-END $$;
-CREATE TRIGGER runs_run_webhook_transition AFTER UPDATE OF status ON runs_run
-FOR EACH ROW WHEN (NEW.status IS DISTINCT FROM OLD.status AND NEW.status IN ({NOTIFIED}))
-EXECUTE FUNCTION runs_run_webhook_transition();
-"""
-
-DROP = {
-    "sqlite": ["DROP TRIGGER IF EXISTS runs_run_webhook_transition"],
-    "postgresql": [
-        "DROP TRIGGER IF EXISTS runs_run_webhook_transition ON runs_run",
-        "DROP FUNCTION IF EXISTS runs_run_webhook_transition()",
-    ],
-}
+# The trigger recording status changes webhooks may want: its SQL lives in
+# runs/webhook_triggers.py, which also puts it back after a SQLite table rebuild.
 
 
 def create_trigger(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor not in DROP:
-        raise RuntimeError(f"webhooks need a trigger on runs_run; no SQL for {vendor}")
-    schema_editor.execute(SQLITE_TRIGGER if vendor == "sqlite" else POSTGRES_TRIGGER)
+    from runs import webhook_triggers
+
+    webhook_triggers.install(schema_editor.connection)
 
 
 def drop_trigger(apps, schema_editor):
-    for statement in DROP.get(schema_editor.connection.vendor, []):
-        schema_editor.execute(statement)
+    from runs import webhook_triggers
+
+    webhook_triggers.uninstall(schema_editor.connection)
 
 
 class Migration(migrations.Migration):

@@ -133,6 +133,17 @@ def test_private_addresses_are_refused_unless_allowed(
         ("fe80::1", True),
         ("fc00::1", True),
         ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", True),
+        ("2002:7f00:1::1", True),  # 6to4 wrapping 127.0.0.1
+        ("2002:a00:1::1", True),  # 6to4 wrapping 10.0.0.1
+        ("2002:c0a8:101::1", True),  # 6to4 wrapping 192.168.1.1
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", True),  # Teredo
+        ("64:ff9b::7f00:1", True),  # NAT64 wrapping 127.0.0.1
+        ("64:ff9b::a00:1", True),  # NAT64 wrapping 10.0.0.1
+        ("64:ff9b:1::a9fe:a9fe", True),  # local-use NAT64 wrapping 169.254.169.254
+        ("fec0::1", True),  # site-local
+        ("2002:5db8:d70e::1", False),  # 6to4 wrapping a public address
+        ("feff::1", True),
         ("ff02::1", True),
         ("93.184.215.14", False),
         ("2606:4700:4700::1111", False),
@@ -150,7 +161,7 @@ def test_permissions(private_ok: None) -> None:
     r = runs_only.get("/api/webhooks/")
     assert r.status_code == 403 and "view_webhookendpoint" in r.json()["error"]["message"]
     assert _create(runs_only).status_code == 403
-    viewer = _client(_user("viewer", "view_webhookendpoint"))
+    viewer = _client(_user("viewer", "view_webhookendpoint", "view_run"))
     assert viewer.get("/api/webhooks/").status_code == 200
     assert _create(viewer).status_code == 403
     assert not WebhookEndpoint.objects.exists()
@@ -160,9 +171,59 @@ def test_permissions(private_ok: None) -> None:
     assert WebhookEndpoint.objects.get().secret == endpoint.secret
     # A session without its CSRF token cannot create either.
     session = Client(enforce_csrf_checks=True)
-    session.force_login(_user("sess", "add_webhookendpoint", "view_webhookendpoint"))
+    session.force_login(_user("sess", "add_webhookendpoint", "view_webhookendpoint", "view_run"))
     assert _create(session).status_code in (401, 403)
     assert WebhookEndpoint.objects.count() == 1
+
+
+WEBHOOK_PERMS = ("view_webhookendpoint", "add_webhookendpoint", "change_webhookendpoint", "delete_webhookendpoint")
+
+
+def test_webhook_permissions_without_view_run_see_nothing(private_ok: None) -> None:
+    """Deliveries carry runs' results and errors, and an endpoint receives every run's:
+    webhook permissions are worth nothing without the permission to see runs."""
+    endpoint, _ = webhooks.create_endpoint("http://127.0.0.1:9/", ALL)
+    blind = _client(_user("blind", *WEBHOOK_PERMS))
+    for r in (blind.get("/api/webhooks/"), blind.get(f"/api/webhooks/{endpoint.id}/"), _create(blind)):
+        assert r.status_code == 403 and "runs.view_run" in r.json()["error"]["message"]
+    assert blind.delete(f"/api/webhooks/{endpoint.id}/").status_code == 403
+    assert _post(blind, f"/api/webhooks/{endpoint.id}/rotate/", {}).status_code == 403
+    assert WebhookEndpoint.objects.count() == 1
+
+
+def test_the_full_url_is_shown_only_to_who_may_change_webhooks(private_ok: None) -> None:
+    url = "http://127.0.0.1:9/services/T000/B000/XXXXsecretXXXX?token=tok-123"
+    redacted = "http://127.0.0.1:9/…"
+    endpoint, _ = webhooks.create_endpoint(url, ALL)
+    assert str(endpoint) == redacted
+    viewer = _client(_user("viewer", "view_webhookendpoint", "view_run"))
+    changer = _client(_user("changer", "view_webhookendpoint", "change_webhookendpoint", "view_run"))
+    for client, shown in ((viewer, redacted), (changer, url)):
+        assert client.get("/api/webhooks/").json()["items"][0]["url"] == shown
+        assert client.get(f"/api/webhooks/{endpoint.id}/").json()["url"] == shown
+    # The admin: list and detail, and the delivery pages that link to the endpoint.
+    _finish(start_run("chain", {"steps": 1}), RunStatus.SUCCEEDED)
+    webhooks.dispatch()
+    delivery = WebhookDelivery.objects.get()
+    staff_viewer = _user("staffviewer", "view_webhookendpoint", "view_run")
+    staff_changer = _user("staffchanger", "view_webhookendpoint", "change_webhookendpoint", "view_run")
+    get_user_model().objects.update(is_staff=True)
+    pages = [
+        "/admin/runs/webhookendpoint/",
+        f"/admin/runs/webhookendpoint/{endpoint.id}/change/",
+        "/admin/runs/webhookdelivery/",
+        f"/admin/runs/webhookdelivery/{delivery.id}/change/",
+        f"/runs/{delivery.run_id}/",
+    ]
+    c = Client()
+    c.force_login(staff_viewer)
+    for page in pages:
+        body = c.get(page).content.decode()
+        assert "XXXXsecretXXXX" not in body and "tok-123" not in body, page
+    assert "127.0.0.1:9/…" in c.get("/admin/runs/webhookendpoint/").content.decode()
+    c.force_login(staff_changer)
+    assert "XXXXsecretXXXX" in c.get("/admin/runs/webhookendpoint/").content.decode()
+    assert "XXXXsecretXXXX" in c.get(f"/admin/runs/webhookendpoint/{endpoint.id}/change/").content.decode()
 
 
 def test_rotate_shows_a_new_secret_once_and_delete(admin_api: Client, private_ok: None) -> None:
@@ -359,11 +420,58 @@ def test_admin_needs_the_webhook_permissions(private_ok: None) -> None:
     get_user_model().objects.filter(username="staffer").update(is_staff=True)
     assert c.get("/admin/runs/webhookendpoint/").status_code == 403
     assert c.get("/admin/runs/webhookdelivery/").status_code == 403
-    viewer = _user("staffview", "view_webhookendpoint")
+    viewer = _user("staffview", "view_webhookendpoint", "view_run")
     get_user_model().objects.filter(pk=viewer.pk).update(is_staff=True)
     c.force_login(viewer)
     assert c.get("/admin/runs/webhookendpoint/").status_code == 200
     assert c.get("/admin/runs/webhookendpoint/add/").status_code == 403
+    # Every webhook permission but not view_run: no endpoint, no delivery (its payload is a run's result).
+    endpoint = _endpoint()
+    _finish(start_run("chain", {"steps": 1}), RunStatus.SUCCEEDED, result={"answer": "private"})
+    webhooks.dispatch()
+    delivery = WebhookDelivery.objects.get()
+    blind = _user("staffblind", *WEBHOOK_PERMS)
+    get_user_model().objects.filter(pk=blind.pk).update(is_staff=True)
+    c.force_login(blind)
+    assert c.get(f"/api/runs/{delivery.run_id}/").status_code == 403
+    for url in (
+        "/admin/runs/webhookendpoint/",
+        "/admin/runs/webhookendpoint/add/",
+        f"/admin/runs/webhookendpoint/{endpoint.id}/change/",
+        f"/admin/runs/webhookendpoint/{endpoint.id}/delete/",
+        "/admin/runs/webhookdelivery/",
+        f"/admin/runs/webhookdelivery/{delivery.id}/change/",
+    ):
+        r = c.get(url)
+        assert r.status_code in (302, 403) and "private" not in r.content.decode(), url
+    assert "Webhook" not in c.get("/admin/").content.decode()
+
+
+def _secret_stored_outside(response: Any, secret: str) -> bool:
+    """Whether `secret` went anywhere but the body: a cookie, or a message in the session."""
+    from django.contrib.messages import get_messages
+
+    cookies = " ".join(morsel.OutputString() for morsel in response.cookies.values())
+    stored = [str(m) for m in get_messages(response.wsgi_request)]
+    session = response.wsgi_request.session
+    return secret in cookies or any(secret in m for m in stored) or secret in str(dict(session.items()))
+
+
+def test_admin_shows_secrets_in_the_response_never_in_messages(superuser_client: Client, private_ok: None) -> None:
+    c = superuser_client
+    r = c.post(
+        "/admin/runs/webhookendpoint/add/",
+        {"url": "http://127.0.0.1:9/hook", "workflow": "", "events": ["succeeded"], "active": "on"},
+    )
+    endpoint = WebhookEndpoint.objects.get()
+    assert r.status_code == 200 and endpoint.secret in r.content.decode()
+    assert "shown this once" in r.content.decode() and "no-store" in r["Cache-Control"]
+    assert not _secret_stored_outside(r, endpoint.secret)
+    r = c.post("/admin/runs/webhookendpoint/", {"action": "rotate_secret", "_selected_action": [str(endpoint.id)]})
+    endpoint.refresh_from_db()
+    assert r.status_code == 200 and endpoint.secret in r.content.decode()
+    assert not _secret_stored_outside(r, endpoint.secret)
+    assert endpoint.secret not in c.get("/admin/runs/webhookendpoint/").content.decode()
 
 
 def test_the_run_page_lists_the_runs_deliveries_to_those_who_may_see_webhooks(superuser_client: Client) -> None:
@@ -401,3 +509,78 @@ def test_an_inactive_endpoints_deliveries_wait() -> None:
     assert claim("a", 10) == [] and WebhookDelivery.objects.get().status == "pending"
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(active=True)
     assert len(claim("a", 10)) == 1
+
+
+# -- resolving names, and the trigger after a table rebuild --------------------------------
+
+
+def test_a_resolver_that_does_not_answer_is_a_clear_422(
+    admin_api: Client, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def hung(host: str, port: int) -> list[Any]:
+        release.wait(30)
+        raise OSError("released")
+
+    monkeypatch.setattr(webhooks, "_getaddrinfo", hung)
+    settings.WFDASH_WEBHOOK_DNS_TIMEOUT_SECONDS = 0.2
+    try:
+        r = _create(admin_api, url="http://hangs.example/hook")
+    finally:
+        release.set()
+    assert r.status_code == 422, r.content
+    error = r.json()["error"]
+    assert error["field"] == "url" and "no DNS answer" in error["message"]
+    assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sqlite_rebuild_of_runs_run_loses_the_trigger_and_migrate_puts_it_back() -> None:
+    """A later migration altering runs_run makes SQLite rebuild it (copy, drop, rename),
+    dropping its triggers; the post_migrate repair puts the webhook trigger back."""
+    from django.core.management.sql import emit_post_migrate_signal
+    from django.db import connection, models
+
+    from runs import webhook_triggers
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite rebuilds tables to alter them")
+    old = Run._meta.get_field("error")
+    new = models.TextField(blank=True, null=True)
+    new.set_attributes_from_name("error")
+    new.model = Run
+    assert webhook_triggers.installed(connection)
+    try:
+        with connection.schema_editor() as editor:
+            editor.alter_field(Run, old, new)
+        assert not webhook_triggers.installed(connection)  # what the rebuild did
+        emit_post_migrate_signal(verbosity=0, interactive=False, db=connection.alias)
+        assert webhook_triggers.installed(connection)
+        assert webhook_triggers.repair(connection) is False
+        _endpoint()
+        run = start_run("chain", {"steps": 1})
+        _finish(run, RunStatus.SUCCEEDED)
+        assert list(RunTransition.objects.values_list("run_id", "status")) == [(run.id, "succeeded")]
+    finally:
+        with connection.schema_editor() as editor:
+            editor.alter_field(Run, new, old)
+        webhook_triggers.repair(connection)
+    assert webhook_triggers.installed(connection)
+
+
+def test_installing_the_trigger_again_keeps_one_trigger() -> None:
+    """What migration 0011 and the repair run is idempotent on both databases."""
+    from django.db import connection
+
+    from runs import webhook_triggers
+
+    webhook_triggers.install(connection)
+    webhook_triggers.install(connection)
+    assert webhook_triggers.installed(connection) and webhook_triggers.repair(connection) is False
+    _endpoint()
+    run = start_run("chain", {"steps": 1})
+    _finish(run, RunStatus.FAILED)
+    assert list(RunTransition.objects.values_list("run_id", "status")) == [(run.id, "failed")]
