@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +183,40 @@ class LLM:
         parts: list[str] = []
         usage: Any = None
         finished = False
+        operation = "chat" if api == "chat" else "text_completion"
+        with telemetry.llm_span(operation, model, server=_server(client), current=False) as span:
+            try:
+                # aclosing: a caller that stops early closes the HTTP stream now, not at GC.
+                async with aclosing(self._pieces(client, api, params, parts)) as pieces:
+                    async for piece in pieces:
+                        model = piece.model
+                        usage = piece.usage or usage
+                        if piece.response is not None:
+                            yield piece.response
+                finished = True
+            finally:
+                span.record(
+                    response_model=model,
+                    input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                    output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                )
+                # Also when the caller stops early: the tokens so far were paid for.
+                if finished or parts:
+                    record_usage(
+                        {
+                            "model": model,
+                            "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                            "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+                            "latency_ms": round((time.perf_counter() - started) * 1000.0, 2),
+                            "streamed": True,
+                        }
+                    )
+
+    async def _pieces(
+        self, client: openai.AsyncOpenAI, api: str, params: dict[str, Any], parts: list[str]
+    ) -> AsyncGenerator[_Piece, None]:
+        """The stream's chunks as pieces (text so far appended to `parts`), errors mapped."""
+        model = str(params["model"])
         try:
             if api == "chat":
                 stream: Any = await client.chat.completions.create(**params)
@@ -190,17 +225,17 @@ class LLM:
             async with stream:
                 async for chunk in stream:
                     model = str(getattr(chunk, "model", None) or model)
-                    usage = getattr(chunk, "usage", None) or usage
+                    usage = getattr(chunk, "usage", None)
                     if not chunk.choices:
-                        continue  # the usage chunk
+                        yield _Piece(model, usage, None)  # the usage chunk
+                        continue
                     choice = chunk.choices[0]
                     delta = (choice.delta.content if api == "chat" else choice.text) or ""
                     if delta:
                         parts.append(delta)
                         # Joined per piece: a piece is a token or a few, and a step streams
                         # thousands at most, so this stays well under the network's pace.
-                        yield CompletionResponse(text="".join(parts), model=model, delta=delta)
-            finished = True
+                        yield _Piece(model, usage, CompletionResponse(text="".join(parts), model=model, delta=delta))
         except openai.AuthenticationError as exc:
             raise LLMError(self._scrub(f"LLM authentication failed (401): check OPENAI_API_KEY: {exc}")) from None
         except openai.APIStatusError as exc:
@@ -210,18 +245,6 @@ class LLM:
         except (openai.APIError, httpx.HTTPError) as exc:
             # An error event inside the stream, or the connection broke off mid-stream.
             raise LLMError(self._scrub(f"the LLM stream failed after {len(parts)} pieces: {exc}")) from None
-        finally:
-            # Also when the caller stops early: the tokens so far were paid for.
-            if finished or parts:
-                record_usage(
-                    {
-                        "model": model,
-                        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-                        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
-                        "latency_ms": round((time.perf_counter() - started) * 1000.0, 2),
-                        "streamed": True,
-                    }
-                )
 
     def _scrub(self, message: str) -> str:
         key = self._client_config[0] if self._client_config else None
@@ -234,6 +257,15 @@ def _server(client: openai.AsyncOpenAI) -> tuple[str, int] | None:
     if not url.host:
         return None
     return url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+@dataclass
+class _Piece:
+    """One chunk of a stream: the model it names, its usage (the last chunk's), its text."""
+
+    model: str
+    usage: Any
+    response: CompletionResponse | None
 
 
 class CompletionStream:

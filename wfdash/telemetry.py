@@ -365,14 +365,30 @@ class LLMSpan:
 
 
 @contextmanager
+def _ended_without_attaching(span: Any) -> Iterator[Any]:
+    """The span, ended on exit, never made any context's current span."""
+    try:
+        yield span
+    finally:
+        span.end()
+
+
+@contextmanager
 def llm_span(
-    operation: str, model: str, *, provider: str = "openai", server: tuple[str, int] | None = None
+    operation: str,
+    model: str,
+    *,
+    provider: str = "openai",
+    server: tuple[str, int] | None = None,
+    current: bool = True,
 ) -> Iterator[LLMSpan | _NoLLMSpan]:
     """A client span around one LLM call, a child of the current step's span.
 
     `operation` is the GenAI operation name ("chat", "text_completion"); call
     `record(...)` on what it yields with the response's model and token counts. An
-    exception ends the span with status ERROR and `error.type`.
+    exception ends the span with status ERROR and `error.type`. `current=False` for a
+    streamed call: its body is an async generator, which runs in its consumer's context
+    between pieces, so the span must not become that context's current span.
     """
     tracer = _get_tracer()
     if tracer is None:
@@ -389,9 +405,13 @@ def llm_span(
     }
     if server is not None:
         attributes["server.address"], attributes["server.port"] = server
-    with tracer.start_as_current_span(
-        f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes, record_exception=False
-    ) as span:
+    name = f"{operation} {model}"
+    if current:
+        opened = tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False)
+    else:
+        started = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False)
+        opened = _ended_without_attaching(started)
+    with opened as span:
         try:
             yield LLMSpan(span)
         except BaseException as exc:
