@@ -54,21 +54,26 @@ ENTRIES = (
         (
             "--quick",
             "--layers",
-            "memory,redis",
+            "webworker,redis",
             "--clients",
             "1,20",
+            "--steps",
+            "40",
+            "--repeats",
+            "3",
             "--sqlite-sizes",
             "100000",
             "--pg-sizes",
             "100000",
-        ),
-        ("--layers", "memory,redis", "--clients", "1,20,50,100,200"),
+        ),  # ~75 s: 2 layers x 2 client counts x 3 runs of a 2 s chain, plus ~30 s of explorer at 100,000 rows
+        ("--layers", "webworker,memory,redis", "--clients", "1,20,50,100,200", "--repeats", "5"),
     ),  # fmt: skip
     Entry(
         "load_drill",
         "bench/load_drill.py",
-        ("--variants", "redis", "--runs", "40", "--duration", "15"),
-        ("--variants", "redis"),
+        # ~80 s: 3 drills of 8 s, each on a fresh cluster (~15 s to start, ~5 s to drain)
+        ("--variants", "redis", "--runs", "20", "--duration", "8", "--repeats", "3"),
+        ("--variants", "redis", "--repeats", "5"),  # 5 x (60 s drill + ~30 s cluster and drain)
     ),  # fmt: skip
     # The scripts below print their document (never pass their --out: all.py writes the file).
     # Quick estimates on a quiet 2-CPU machine in the comments (bench/README.md has the loaded timings).

@@ -76,6 +76,12 @@ def median_min_max(values: Iterable[float | None], digits: int = 1) -> dict[str,
     }
 
 
+def figure(values: Iterable[float | None], digits: int = 1) -> dict[str, Any]:
+    """`median_min_max` plus the per-run `samples` it was taken over (None where a run had none)."""
+    xs = list(values)
+    return {**median_min_max(xs, digits), "samples": xs}
+
+
 def completion_to_durable(step_ends: Sequence[float], durable_ends: Sequence[float]) -> list[float]:
     """For each step completion (monotonic clock), the time until the first durable write that
     completed after it: how long a step's result waits before it is safe."""

@@ -16,13 +16,19 @@ bench/live.py's shim, which only logs when each checkpoint's batch commit was se
 3. At the end every unfinished run is cancelled (`Run.request_cancel`), and each client reads
    until its run's terminal status message and all checkpoints it counts (bounded).
 4. Checks per client: the seqs received are exactly 1..k, contiguous, no duplicates, and k is the
-   number of checkpoints of its run in the database. Latency per (client, checkpoint):
-   `from_created_at` (receive - checkpoint created_at, taken when the step completed, so it
-   includes the group commit) and `from_commit` (receive - when the worker saw the commit);
-   p50/p99/max overall and per 10 s window (`windows`), to show whether a backlog builds.
+   number of checkpoints of its run in the database. Latency per (client, checkpoint), on the
+   monotonic clock of the machine: `from_step_completion` (receive - when the worker handed the
+   completed step's checkpoint to put_checkpoint, so it includes the group commit) and
+   `from_commit` (receive - when the worker saw the commit); `from_created_at` (wall clock,
+   the stored created_at) as a cross-check; p50/p99/max overall and per 10 s window
+   (`windows`, from step completion), to show whether a backlog builds.
 
-Output: {"variants": {name: report}, "goals": {name: goals}}; each variant is a full drill on
-a fresh cluster and database. Variants (see bench/live.py): `redis` is the app as it is;
+`--repeats N` (default 3): each variant is N full drills, each on a fresh cluster and database.
+Output: {"variants": {name: figures}, "goals": {name: goals}}; per variant every latency is
+`{median, min, max, n, samples}` over the N drills' p50s / p99s / maxima (bench/common.py's
+shape), lost / duplicated / out-of-order are summed with `*_per_run` listed, and `runs` holds
+each drill's full report. Children run with the shipped settings (recorded under `settings`).
+Variants (see bench/live.py): `redis` is the app as it is;
 bench-only candidates: `+nohop` overrides RunConsumer.dispatch to skip Channels' per-message
 close_old_connections thread hop; `+cap` raises RedisChannelLayer's capacity from 100 to 2000;
 `redis-pubsub` uses channels_redis' RedisPubSubChannelLayer. Candidates are written at run time
@@ -47,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import live as bl  # noqa: E402 - bench/live.py: cluster, client and statistics helpers
+from common import figure  # noqa: E402
 
 PG_DB = os.environ.get("BENCH_DRILL_PG_DB", "wfdash_bench_drill")
 GOAL_P99_MS = 50.0
@@ -74,12 +81,15 @@ def checkpoints_committed() -> int:
     return Checkpoint.objects.count()
 
 
-def windows(clients: list[bl.WatchClient], t0: float, width: float = 10.0) -> list[dict[str, Any]]:
-    """Latency (from created_at) per window of receive time since the runs were queued."""
+def windows(
+    clients: list[bl.WatchClient], mono0: float, commits: dict[str, tuple[float, float]], width: float = 10.0
+) -> list[dict[str, Any]]:
+    """Latency from step completion per window of receive time since the runs were queued."""
     buckets: dict[int, list[float]] = {}
     for c in clients:
-        for t, _seq, _cid, created in c.got:
-            buckets.setdefault(int((t - t0) // width), []).append(t - bl.parse_time(created))
+        for _t, _seq, cid, _created, mono in c.got:
+            if cid in commits:
+                buckets.setdefault(int((mono - mono0) // width), []).append(mono - commits[cid][0])
     out = []
     for b in sorted(buckets):
         d = bl.dist_ms(buckets[b])
@@ -111,7 +121,6 @@ async def drill(args: argparse.Namespace, services: bl.Services, session: str) -
     lagger = asyncio.create_task(bl.loop_lag(stop_lag, lag))
     cpu0, self0 = services.cpu(), os.times()
     released = await sync_to_async(bl.release_runs)(run_ids)
-    t0 = time.time()
     mono0 = time.monotonic()
     log(f"{released} runs queued; drilling for {args.duration:.0f} s")
     progress = []
@@ -148,7 +157,7 @@ async def drill(args: argparse.Namespace, services: bl.Services, session: str) -
     return {
         "_clients": clients,
         "_db": db,
-        "_t0": t0,
+        "_t0": mono0,
         "run_statuses": statuses,
         "checkpoints_in_db": sum(len(v["seqs"]) for v in db.values()),
         "runs_with_non_contiguous_db_seqs": sum(
@@ -180,6 +189,54 @@ def run_variant_child(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     return bl.run_child(argv, timeout, variant, script=Path(__file__).resolve())
 
 
+def repeated_variant(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A variant's N drills as figures: median (min-max) with samples, counters summed."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": runs[0].get("error") if runs else "no runs", "runs": runs}
+    first = ok[0]
+    counters = (*bl.COUNTERS, "clients_with_errors")
+    delivery = bl.repeated([r["delivery"] for r in ok], counters)
+    differ = [int(r.get("clients_whose_seqs_differ_from_db") or 0) for r in ok]
+    complete = all(r.get("clients_complete") == r.get("clients") for r in ok)
+    p99 = delivery["from_step_completion"]["p99_ms"]
+    return {
+        "config": first.get("config"),
+        "settings": first.get("settings"),
+        "started_at": first.get("started_at"),
+        "repeats": len(runs),
+        "runs_failed": len(runs) - len(ok),
+        "clients": first.get("clients"),
+        "delivery": delivery,
+        "clients_whose_seqs_differ_from_db": sum(differ),
+        "clients_whose_seqs_differ_from_db_per_run": differ,
+        "delivered_per_s_during_drill": figure([r.get("delivered_per_s_during_drill") for r in ok]),
+        "committed_per_s_during_drill": figure([r.get("committed_per_s_during_drill") for r in ok]),
+        "drain_after_cutoff_s": figure([r.get("drain_after_cutoff_s") for r in ok], 2),
+        "channels_redis_over_capacity_reports": [r.get("channels_redis_over_capacity_reports") for r in ok],
+        "goals": {
+            "exactly_once": {
+                **{k: delivery[k] for k in ("lost", "duplicates", "out_of_order")},
+                **{f"{k}_per_run": delivery[f"{k}_per_run"] for k in ("lost", "duplicates", "out_of_order")},
+                "clients_whose_seqs_differ_from_db": sum(differ),
+                "met": len(ok) == len(runs)
+                and complete
+                and not any(delivery[k] for k in ("lost", "duplicates", "out_of_order"))
+                and not any(differ),
+            },
+            "p99_under_50_ms": {
+                "target_ms": GOAL_P99_MS,
+                "p99_from_step_completion_ms": p99,
+                "p99_from_commit_ms": delivery["from_commit"]["p99_ms"],
+                "met": bool(p99["median"] is not None and p99["median"] < GOAL_P99_MS),
+            },
+        },
+        "machine_at_start": first.get("machine_at_start"),
+        "machine_at_end": ok[-1].get("machine_at_end"),
+        "runs": runs,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=100)
@@ -196,16 +253,23 @@ def main() -> None:
         "bench-only candidates redis+nohop, redis+cap, redis-pubsub, redis-pubsub+nohop, ...",
     )
     p.add_argument("--variant", help="run one variant in this process (what --variants runs per variant)")
+    p.add_argument("--repeats", type=int, default=3, help="full drills per variant, each on a fresh cluster")
     args = p.parse_args()
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
     if args.variant is None:
         started = time.monotonic()
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
         for v in variants:
             bl.parse_variant(v)
-        doc: dict[str, Any] = {"bench": "load_drill", "variants": {}}
+        recorded = {"repeats": args.repeats, "children": bl.child_settings(bl.service_env("<per drill>", None))}
+        doc: dict[str, Any] = {"bench": "load_drill", "settings": recorded, "variants": {}}
         for v in variants:
-            log(f"variant {v}")
-            doc["variants"][v] = run_variant_child(args, v)
+            runs = []
+            for i in range(args.repeats):
+                log(f"variant {v}: drill {i + 1}/{args.repeats}")
+                runs.append(run_variant_child(args, v))
+            doc["variants"][v] = repeated_variant(runs)
         doc["goals"] = {v: r.get("goals", {"error": r.get("error")}) for v, r in doc["variants"].items()}
         doc["wall_s"] = round(time.monotonic() - started, 1)
         print(json.dumps(doc, indent=2))
@@ -245,7 +309,9 @@ def main() -> None:
         from django.conf import settings as django_settings
 
         session = bl.session_cookie()
-        services = bl.Services(bl.service_env(database_url, redis.url, settings), tmp / "logs")
+        env = bl.service_env(database_url, redis.url, settings)
+        report["settings"] = bl.child_settings(env)
+        services = bl.Services(env, tmp / "logs")
         services.start_server("daphne-a", app=app)
         services.start_server("daphne-b", app=app)
         logs = [tmp / "commits-w1.log", tmp / "commits-w2.log"]
@@ -267,9 +333,9 @@ def main() -> None:
                 bl.print_profile(profile, f"worker {name} (whole drill)")
         # channels_redis logs each group_send that found a channel over capacity (messages dropped).
         report["channels_redis_over_capacity_reports"] = bl.over_capacity_events(tmp / "logs")
-        commits: dict[str, float] = {}
+        commits: dict[str, tuple[float, float]] = {}
         for path in logs:
-            commits.update(bl.read_commit_log(path))
+            commits.update(bl.read_step_log(path))
         clients, db, t0 = raw.pop("_clients"), raw.pop("_db"), raw.pop("_t0")
         stats = bl.delivery_stats(clients, db, commits)
         report.update(raw)
@@ -277,8 +343,8 @@ def main() -> None:
         report["delivered_messages"] = stats["received"]
         report["delivered_per_s_during_drill"] = round(raw["at_cutoff"]["delivered"] / raw["at_cutoff"]["elapsed_s"], 1)
         report["committed_per_s_during_drill"] = round(raw["at_cutoff"]["committed"] / raw["at_cutoff"]["elapsed_s"], 1)
-        report["windows"] = windows(clients, t0)
-        lat = stats["from_created_at"]
+        report["windows"] = windows(clients, t0, commits)
+        lat = stats["from_step_completion"]
         report["goals"] = {
             "exactly_once": {
                 "lost": stats["lost"],
@@ -293,7 +359,7 @@ def main() -> None:
             },
             "p99_under_50_ms": {
                 "target_ms": GOAL_P99_MS,
-                "p99_from_created_at_ms": lat.get("p99_ms"),
+                "p99_from_step_completion_ms": lat.get("p99_ms"),
                 "p99_from_commit_ms": stats["from_commit"].get("p99_ms"),
                 "met": bool(lat.get("p99_ms") is not None and lat["p99_ms"] < GOAL_P99_MS),
             },

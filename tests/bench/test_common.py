@@ -26,6 +26,11 @@ def test_median_min_max_skips_repeats_without_a_number(common: ModuleType) -> No
     assert common.median_min_max([]) == {"median": None, "min": None, "max": None, "n": 0}
 
 
+def test_figure_keeps_every_runs_sample_beside_the_median(common: ModuleType) -> None:
+    fig = common.figure([12.5, None, 10.0, 30.0], 1)
+    assert fig == {"median": 12.5, "min": 10.0, "max": 30.0, "n": 3, "samples": [12.5, None, 10.0, 30.0]}
+
+
 def test_completion_to_durable_pairs_each_step_with_the_next_durable_write(common: ModuleType) -> None:
     waits = common.completion_to_durable([1.0, 2.0, 5.0], [1.5, 2.25, 3.0])
     assert waits == [0.5, 0.25]  # the step at 5.0 has no durable write after it

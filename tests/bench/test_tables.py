@@ -290,3 +290,114 @@ def test_code_version_lists_each_workflow(tables: ModuleType, tmp_path: Path) ->
 @pytest.mark.parametrize("name", ["search", "stream", "tracing", "experiments", "webhooks", "code-version"])
 def test_the_new_tables_name_a_missing_results_file(tables: ModuleType, name: str) -> None:
     assert "no results yet" in tables.TABLES[name]()[0]
+
+
+# -- live and load drill: repeated figures, and the old single-run files ---------------------
+
+
+def _fig(median: float, lo: float, hi: float, samples: list[float]) -> dict[str, object]:
+    return {"median": median, "min": lo, "max": hi, "n": len(samples), "samples": samples}
+
+
+def _live_cell(p50: float, p99: float, lost: int = 0) -> dict[str, object]:
+    return {
+        "p50_ms": _fig(p50, p50 - 1, p50 + 2, [p50 - 1, p50, p50 + 2]),
+        "p99_ms": _fig(p99, p99 - 5, p99 + 5, [p99 - 5, p99, p99 + 5]),
+        "p99_from_commit_ms": _fig(3.0, 2.0, 4.0, [2.0, 3.0, 4.0]),
+        "repeats": 3,
+        "lost": lost,
+        "duplicates": 0,
+        "out_of_order": 0,
+        "lost_per_run": [lost, 0, 0],
+    }
+
+
+def _live(tmp_path: Path, clients: tuple[int, ...], redis_p99: float = 30.0) -> None:
+    summary = {
+        "webworker": {f"clients_{c}": _live_cell(4.0, 12.0) for c in clients},
+        "redis": {f"clients_{c}": _live_cell(8.0, redis_p99) for c in clients},
+    }
+    summary["webworker"]["processes"] = "one `manage.py webworker`"
+    _write(tmp_path, "live", {"bench": "live", "latency_summary": summary, "run": _run_header()})
+
+
+def test_live_shows_median_min_max_and_what_each_column_measures(tables: ModuleType, tmp_path: Path) -> None:
+    _live(tmp_path, (1, 20))
+    lines = tables.TABLES["live"]()
+    text = "\n".join(lines)
+    assert "median (min-max) of 3 runs per cell" in lines[0]
+    assert "from the step's completion" in text and "from the batch commit" in text
+    row = [line for line in lines if line.startswith("| embedded default")][0]
+    assert "4.0 (3.0-6.0) / 12.0 (7.0-17.0) (commit p99 3.0 (2.0-4.0))" in row
+    assert "not measured at 200 clients" in text
+    assert "embedded live p50 under 50 ms (20 clients): 4.0 (3.0-6.0) ms, met" in text
+
+
+def test_live_decides_the_redis_goal_at_200_clients(tables: ModuleType, tmp_path: Path) -> None:
+    _live(tmp_path, (1, 200), redis_p99=60.0)
+    text = "\n".join(tables.TABLES["live"]())
+    assert "with 200 clients on Redis: 60.0 (55.0-65.0) ms, **MISSED**" in text
+    _live(tmp_path, (1, 200), redis_p99=30.0)
+    assert "with 200 clients on Redis: 30.0 (25.0-35.0) ms, met" in "\n".join(tables.TABLES["live"]())
+
+
+def test_live_reads_an_old_single_run_file(tables: ModuleType, tmp_path: Path) -> None:
+    cell = {"p50_ms": 5.5, "p99_ms": 40.0, "p99_from_commit_ms": 9.0, "lost": 1, "duplicates": 0}
+    _write(tmp_path, "live", {"latency_summary": {"memory": {"clients_1": cell}}, "run": _run_header()})
+    lines = tables.TABLES["live"]()
+    assert "single run per cell" in lines[0] and "wall clock" in lines[0]
+    row = [line for line in lines if line.startswith("| daphne + separate wfworker")][0]
+    assert "5.5 / 40.0 (commit p99 9.0) **LOSS**" in row
+    assert "embedded live p50 under 50 ms: not measured" in lines[-1]
+
+
+def _drill_dist(p50: float, p99: float) -> dict[str, object]:
+    return {"p50_ms": _fig(p50, p50 - 1, p50 + 1, [p50 - 1, p50, p50 + 1]), "p99_ms": _fig(p99, p99 - 2, p99 + 9, [])}
+
+
+def test_load_drill_shows_repeated_figures_from_step_completion_first(tables: ModuleType, tmp_path: Path) -> None:
+    delivery = {
+        "received": 3000,
+        "lost": 0,
+        "duplicates": 0,
+        "out_of_order": 0,
+        "lost_per_run": [0, 0, 0],
+        "from_step_completion": _drill_dist(12.0, 40.0),
+        "from_commit": _drill_dist(3.0, 20.0),
+        "from_created_at": _drill_dist(99.0, 99.0),
+    }
+    variant = {
+        "repeats": 3,
+        "config": {"runs": 20, "duration_s": 8.0},
+        "clients": 40,
+        "delivery": delivery,
+        "committed_per_s_during_drill": _fig(150, 140, 160, [140, 150, 160]),
+    }
+    _write(tmp_path, "load_drill", {"variants": {"redis": variant}, "run": _run_header()})
+    lines = tables.TABLES["load-drill"]()
+    assert "variant redis, median (min-max) of 3 drills" in lines[0]
+    done = [i for i, line in enumerate(lines) if "from the step's completion" in line][0]
+    commit = [i for i, line in enumerate(lines) if "from the batch commit" in line][0]
+    assert done < commit
+    assert "| 12.0 (11.0-13.0) / 40.0 (38.0-49.0) |" in lines[done] and "99.0" not in "\n".join(lines)
+    assert "out of order (summed) | 3,000, 0, 0, 0 (per drill [0, 0, 0])" in "\n".join(lines)
+    assert "| checkpoints committed per second | 150 (140-160) |" in lines
+
+
+def test_load_drill_reads_an_old_single_run_file(tables: ModuleType, tmp_path: Path) -> None:
+    delivery = {
+        "received": 100,
+        "lost": 0,
+        "duplicates": 0,
+        "out_of_order": 0,
+        "from_created_at": {"p50_ms": 7.5, "p99_ms": 33.0},
+        "from_commit": {"p50_ms": 2.0, "p99_ms": 9.0, "min_ms": -0.4},
+    }
+    variant = {"config": {"runs": 100, "duration_s": 60}, "clients": 200, "delivery": delivery,
+               "at_cutoff": {"committed": 600, "elapsed_s": 60}}  # fmt: skip
+    _write(tmp_path, "load_drill", {"variants": {"redis": variant}, "run": _run_header()})
+    lines = tables.TABLES["load-drill"]()
+    assert "variant redis, single run" in lines[0]
+    assert any("from the step's completion" in line and "| 7.5 / 33.0 |" in line for line in lines)
+    assert any("(min -0.4: the commit stamp" in line and "| 2.0 / 9.0 |" in line for line in lines)
+    assert "| checkpoints committed per second | 10 |" in lines
