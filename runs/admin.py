@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Length
 from django.http import HttpRequest
 from django.urls import reverse
@@ -128,6 +128,24 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             f"{term[:80]!r} is not a UUID or a prefix of one.",
             messages.WARNING,
         )
+
+
+class IdSearchAdmin(ReadOnlyAdmin):
+    """Search by id (or a prefix of one) in `id_search_fields`; any other term finds nothing
+    and says why (no LIKE over millions of rows)."""
+
+    id_search_fields: Sequence[str] = ("id",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        if not search_term.strip():
+            return queryset, False
+        by_id = id_search(search_term, *self.id_search_fields)
+        if by_id is None:
+            self.search_message(request, search_term)
+            return queryset.none(), False
+        return queryset.filter(by_id), False
 
 
 # -- list filters from the workflow registry (no DISTINCT over millions of rows) --
@@ -248,7 +266,7 @@ class ActivityAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Run)
-class RunAdmin(ReadOnlyAdmin):
+class RunAdmin(IdSearchAdmin):
     inlines = (ActivityInline,)
     list_display = (
         "short",
@@ -302,17 +320,6 @@ class RunAdmin(ReadOnlyAdmin):
         ("Error", {"fields": ("error_pre", "error_traceback_pre")}),
     )
     readonly_fields = field_names(fieldsets)
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        if not search_term.strip():
-            return queryset, False
-        by_id = id_search(search_term, "id")
-        if by_id is None:
-            self.search_message(request, search_term)
-            return queryset.none(), False
-        return queryset.filter(by_id), False
 
     @admin.display(description="id", ordering="id")
     def short(self, obj: Run) -> SafeString:
@@ -393,7 +400,7 @@ CHECKPOINT_JSON = ("input_event", "output_event", "state", "usage")
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(ReadOnlyAdmin):
+class CheckpointAdmin(IdSearchAdmin):
     list_display = (
         "short",
         "run_link",
@@ -441,17 +448,7 @@ class CheckpointAdmin(ReadOnlyAdmin):
         ("Usage", {"fields": ("usage_pretty",)}),
     )
     readonly_fields = field_names(fieldsets)
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        if not search_term.strip():
-            return queryset, False
-        by_id = id_search(search_term, "id", "run_id")
-        if by_id is None:
-            self.search_message(request, search_term)
-            return queryset.none(), False
-        return queryset.filter(by_id), False
+    id_search_fields = ("id", "run_id")
 
     @admin.display(description="id", ordering="id")
     def short(self, obj: Checkpoint) -> SafeString:
@@ -559,11 +556,11 @@ class CheckpointAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(ReadOnlyAdmin):
+class ExperimentAdmin(IdSearchAdmin):
     """Read-only: experiments are created by a sweep (page, API or `fork --variants`). Seen by
     whoever may see runs (the one policy), not by a permission of their own."""
 
-    list_display = ("short", "name", "base", "variant_count", "created_by", "created_at")
+    list_display = ("short", "name", "base", "runs_made", "created_by", "created_at")
     list_display_links = ("short",)
     sortable_by = ("short", "created_at")
     ordering = ("-created_at", "-id")
@@ -578,20 +575,6 @@ class ExperimentAdmin(ReadOnlyAdmin):
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return access.allows(request.user, access.VIEW)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Experiment]:
-        return super().get_queryset(request).annotate(run_count=Count("runs"))
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        if not search_term.strip():
-            return queryset, False
-        by_id = id_search(search_term, "id")
-        if by_id is None:
-            self.search_message(request, search_term)
-            return queryset.none(), False
-        return queryset.filter(by_id), False
-
     @admin.display(description="id", ordering="id")
     def short(self, obj: Experiment) -> SafeString:
         return short_id(obj.pk)
@@ -601,9 +584,9 @@ class ExperimentAdmin(ReadOnlyAdmin):
         c = obj.checkpoint
         return admin_link(c, format_html("{} #{} {}", short_id(c.run_id), c.seq, c.last_completed_step))
 
-    @admin.display(description="runs")
-    def variant_count(self, obj: Experiment) -> int:
-        return int(getattr(obj, "run_count", 0))
+    @admin.display(description="runs", ordering="variant_count")
+    def runs_made(self, obj: Experiment) -> int:
+        return obj.variant_count
 
     @admin.display(description="runs")
     def runs(self, obj: Experiment) -> SafeString:

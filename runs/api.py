@@ -260,10 +260,12 @@ def fork_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID, payload: For
         run = fork_run(c.id, output_event=payload.output_event, store=payload.store, user=request.user)
     except IncompatibleCode as exc:
         return incompatible_response(exc)
+    except inputs.UnknownCheckpoint:  # deleted since it was read
+        raise Http404(f"no checkpoint {checkpoint_id}") from None
+    except inputs.CorruptCheckpoint as exc:
+        return error(request, 409, "corrupt", str(exc))
     except inputs.InputError as exc:
         message = str(exc)
-        if "cannot be restored" in message:
-            return error(request, 409, "corrupt", message)
         field = "store" if "store" in message and payload.store is not None else "output_event"
         return error(request, 422, "invalid", message, field)
     return Status(201, run)

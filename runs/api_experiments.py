@@ -7,75 +7,21 @@ schemas exist.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from django.http import Http404, HttpRequest
-from ninja import Field, Router, Schema, Status
+from ninja import Router, Status
+
+from wfdash.api_schemas import ExperimentOut, SweepIn, SweepOut
 
 from . import access, inputs
 from .api import ERRORS, ErrorOut, error
 from .api_fork_preview import incompatible_response
-from .experiments import MAX_VARIANTS, VariantError, create_sweep, matrix
+from .experiments import VariantError, create_sweep, matrix
 from .fork_preview import IncompatibleCode
 from .models import Experiment, Run
 
 router = Router(tags=["experiments"])
-
-
-class SweepIn(Schema):
-    variants: list[Any] | None = Field(
-        default=None,
-        description=f'1 to {MAX_VARIANTS} edit objects, each {{"output_event"?: {{...}}, "store"?: {{...}}}}',
-    )
-    grid: dict[str, Any] | None = Field(
-        default=None,
-        description='one or two fields and their values, e.g. {"output_event.topic": ["cats", "atoms"], '
-        '"store.temperature": [0.1, 0.9]}: every combination is a variant',
-    )
-    name: str = Field(default="", max_length=200)
-
-
-class SweepOut(Schema):
-    experiment: uuid.UUID
-    runs: list[uuid.UUID]
-    url: str
-
-
-class ChangeOut(Schema):
-    path: str
-    kind: str = Field(description="changed, added, removed or type")
-    base: str
-    variant: str
-
-
-class VariantOut(Schema):
-    id: uuid.UUID
-    variant: int
-    status: str
-    edits: dict[str, Any] = Field(description="the variant's edits as given (for a grid, its combination)")
-    fork_edits: dict[str, Any] = Field(description="the same, validated and encoded, as the run applied them")
-    result: Any = Field(default=None, description="the whole result, unless result_truncated")
-    result_truncated: bool = Field(description="the result's JSON is too long for this list; read it at url")
-    error: str
-    duration_ms: float | None
-    tokens: int
-    changes: list[ChangeOut] | None = Field(
-        description="how the outcome differs from the base run's, once finished (null before)"
-    )
-    url: str
-
-
-class ExperimentOut(Schema):
-    id: uuid.UUID
-    name: str
-    checkpoint: uuid.UUID
-    base_run: uuid.UUID
-    created_by: str | None
-    created_at: datetime
-    counts: dict[str, int] = Field(description="variants per status")
-    finished: bool
-    runs: list[VariantOut]
 
 
 def _given(experiment: Experiment, run: Run) -> Any:
@@ -98,13 +44,12 @@ def sweep_checkpoint(request: HttpRequest, checkpoint_id: uuid.UUID, payload: Sw
         return error(request, 422, "invalid_variant", str(exc), exc.field)
     except IncompatibleCode as exc:  # before InputError: it is one
         return incompatible_response(exc)
+    except inputs.UnknownCheckpoint:
+        raise Http404(f"no checkpoint {checkpoint_id}") from None
+    except inputs.CorruptCheckpoint as exc:
+        return error(request, 409, "corrupt", str(exc))
     except inputs.InputError as exc:
-        message = str(exc)
-        if message.startswith("unknown checkpoint"):
-            raise Http404(f"no checkpoint {checkpoint_id}") from None
-        if "cannot be restored" in message:
-            return error(request, 409, "corrupt", message)
-        return error(request, 422, "invalid", message, exc.field)
+        return error(request, 422, "invalid", str(exc), exc.field)
     run_ids = list(experiment.runs.order_by("variant").values_list("id", flat=True))
     return Status(201, {"experiment": experiment.id, "runs": run_ids, "url": f"/api/experiments/{experiment.id}/"})
 

@@ -7,55 +7,18 @@ Registered on the API in runs/api.py, so it shares its auth and error handlers.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from django.http import Http404, HttpRequest, JsonResponse
-from ninja import Field, Router, Schema
+from ninja import Router
+
+from wfdash.api_schemas import ConflictOut, ForkPreviewOut
 
 from . import access, inputs, timeline
 from .fork_preview import IncompatibleCode, preview
 from .models import Checkpoint
 
 router = Router(tags=["checkpoints"])
-
-
-class SchemaChangeOut(Schema):
-    event: str
-    change: str
-    severity: Literal["error", "info"] = Field(description="error: the checkpoint's events may not load")
-    field: str | None = None
-
-
-class ChangedStepOut(Schema):
-    step: str
-    status: Literal["changed", "added", "removed"]
-    diff: str = Field(description="unified diff of the step's source, checkpoint's run → now")
-
-
-class ForkPreviewOut(Schema):
-    checkpoint: uuid.UUID
-    workflow: str
-    code_version: str = Field(description="digest of the code a fork runs now (this server's)")
-    checkpoint_code_version: str | None = Field(description="the code the checkpoint's run ran; null: unknown")
-    code_changed: bool | None
-    changed_steps: list[ChangedStepOut] | None = Field(description="null when the run's code was not recorded")
-    schema_changes: list[SchemaChangeOut]
-    will_run: list[str] = Field(description="the steps the fork starts with")
-    compatible: bool = Field(description="false: a fork would be refused")
-    load_error: str | None
-
-
-class ErrorWithChanges(Schema):
-    """The API's error body (runs/api.py), with `changes` when a fork is refused for them."""
-
-    code: str
-    message: str
-    field: str | None = None
-    changes: list[SchemaChangeOut] | None = Field(default=None, description="with incompatible_code: what changed")
-
-
-class ConflictOut(Schema):
-    error: ErrorWithChanges
 
 
 def incompatible_response(exc: IncompatibleCode) -> JsonResponse:

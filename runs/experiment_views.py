@@ -15,36 +15,27 @@ from . import access, inputs
 from .experiments import MAX_VARIANTS, VariantError, create_sweep, matrix, parse_edit_lines, version
 from .forms import MAX_JSON
 from .models import Experiment
-from .views import _get_checkpoint_for_user
+from .views import checkpoint_for
 
 # Store keys offered as grid fields on the form (a datalist; any key may be typed).
 STORE_KEYS_SHOWN = 200
+
+
+def _json_box(label: str, rows: int) -> forms.CharField:
+    """An optional monospaced box of JSON (or JSON Lines), at most MAX_JSON characters."""
+    widget = forms.Textarea(attrs={"rows": rows, "spellcheck": "false", "class": "mono"})
+    return forms.CharField(label=label, required=False, max_length=MAX_JSON, widget=widget)
 
 
 class SweepForm(forms.Form):
     """Either a list of edits (JSON Lines or a JSON array), or one or two fields with values."""
 
     name = forms.CharField(label="Name (optional)", max_length=200, required=False)
-    variants = forms.CharField(
-        label="Variants: one edit object per line, or a JSON array",
-        required=False,
-        max_length=MAX_JSON,
-        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "mono"}),
-    )
+    variants = _json_box("Variants: one edit object per line, or a JSON array", 8)
     field_1 = forms.CharField(label="Field", required=False, max_length=300)
-    values_1 = forms.CharField(
-        label="Values, one per line (JSON, or plain text for a string)",
-        required=False,
-        max_length=MAX_JSON,
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
-    )
+    values_1 = _json_box("Values, one per line (JSON, or plain text for a string)", 4)
     field_2 = forms.CharField(label="Second field (optional)", required=False, max_length=300)
-    values_2 = forms.CharField(
-        label="Its values, one per line",
-        required=False,
-        max_length=MAX_JSON,
-        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
-    )
+    values_2 = _json_box("Its values, one per line", 4)
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean() or {}
@@ -69,7 +60,11 @@ class SweepForm(forms.Form):
             return cleaned
         self.grid: dict[str, list[Any]] = {}
         for i, path in grid:
-            values = [_value(line) for line in (cleaned.get(f"values_{i}") or "").splitlines() if line.strip()]
+            try:
+                values = [_value(line) for line in (cleaned.get(f"values_{i}") or "").splitlines() if line.strip()]
+            except inputs.InputError as exc:
+                self.add_error(f"values_{i}", str(exc))
+                continue
             if not values:
                 self.add_error(f"values_{i}", "List at least one value.")
             elif len(values) > MAX_VARIANTS:
@@ -101,17 +96,20 @@ class SweepForm(forms.Form):
 
 
 def _value(line: str) -> Any:
-    """A value typed on a line: JSON when it reads as JSON (0.9, true, "x", {...}), else the text."""
+    """A value typed on a line: JSON when it reads as JSON (0.9, true, "x", {...}), else the text;
+    NaN and Infinity, which are not JSON numbers, are refused rather than stored."""
     try:
-        return json.loads(line)
+        return inputs.loads(line)
     except (json.JSONDecodeError, RecursionError):
         return line.strip()
+    except ValueError as exc:  # NaN, Infinity
+        raise inputs.InputError(f"{line.strip()[:40]}: {exc}") from None
 
 
 @access.requires(access.ADD)
 @require_http_methods(["GET", "POST"])
 def checkpoint_sweep(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
-    c = _get_checkpoint_for_user(request, checkpoint_id)
+    c = checkpoint_for(request, checkpoint_id)
     form = SweepForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:

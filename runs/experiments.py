@@ -21,12 +21,13 @@ from django.db import transaction
 from django.db.models import Max, TextField
 from django.db.models.functions import Cast, Length
 
+from wfdash.api_schemas import MAX_VARIANTS
+
 from . import inputs
 from .compare import MAX_CHANGES, Change, changes
 from .inputs import InputError
-from .models import TERMINAL, Activity, Checkpoint, Experiment, Run, RunStatus, fork_point
+from .models import TERMINAL, Checkpoint, Experiment, Run, RunStatus, fork_point, fork_runs
 
-MAX_VARIANTS = 100
 MAX_GRID_FIELDS = 2
 EDIT_KEYS = ("output_event", "store")
 # A result whose JSON is longer than this is neither sent whole in the matrix nor diffed there
@@ -53,8 +54,8 @@ def parse_edit_lines(text: str, what: str = "the variants") -> list[tuple[str, A
     stripped = text.strip()
     if stripped.startswith("["):
         try:
-            values = json.loads(stripped)
-        except json.JSONDecodeError as exc:
+            values = inputs.loads(stripped)
+        except ValueError as exc:  # JSONDecodeError, or NaN/Infinity
             raise InputError(f"{what}: not a valid JSON array: {exc}", "variants") from None
         except RecursionError:
             raise InputError(f"{what} are nested too deeply", "variants") from None
@@ -66,8 +67,8 @@ def parse_edit_lines(text: str, what: str = "the variants") -> list[tuple[str, A
         if not line.strip():
             continue
         try:
-            found.append((f"line {number}", json.loads(line)))
-        except json.JSONDecodeError as exc:
+            found.append((f"line {number}", inputs.loads(line)))
+        except ValueError as exc:
             raise InputError(f"line {number}: not valid JSON: {exc}", "variants") from None
         except RecursionError:
             raise InputError(f"line {number}: nested too deeply", "variants") from None
@@ -153,48 +154,17 @@ def create_sweep(
         variants = expand_grid(grid, base if isinstance(base, dict) else None)
     edits = validate_variants(workflow, decoded, variants)
     who = user if user is not None and getattr(user, "is_authenticated", False) else None
-    username = who.get_username() if who else ""
     with transaction.atomic():
         experiment = Experiment.objects.create(
-            name=name, checkpoint=row, base_run=row.run, variants=variants, grid=grid, created_by=who
+            name=name,
+            checkpoint=row,
+            base_run=row.run,
+            variants=variants,
+            grid=grid,
+            created_by=who,
+            variant_count=len(edits),
         )
-        runs = [
-            Run(
-                workflow=row.workflow,
-                start_event=row.run.start_event,
-                parent_checkpoint=row,
-                fork_edits=variant_edits,
-                created_by=who,
-                experiment=experiment,
-                variant=index,
-            )
-            for index, variant_edits in enumerate(edits)
-        ]
-        Run.objects.bulk_create(runs)
-        origin = {"checkpoint": str(row.id), "seq": row.seq, "experiment": str(experiment.id)}
-        activities = [
-            Activity(
-                run=run,
-                action=Activity.Action.FORKED,
-                user=who,
-                username=username,
-                detail={**origin, "variant": run.variant, **(run.fork_edits or {})},
-            )
-            for run in runs
-        ]
-        activities.append(
-            Activity(
-                run=row.run,
-                action=Activity.Action.SWEPT,
-                user=who,
-                username=username,
-                detail={**origin, "variants": len(runs)},
-            )
-        )
-        Activity.objects.bulk_create(activities)
-    from .live import announce_runs
-
-    announce_runs([run.id for run in runs])
+        fork_runs(row, edits, who, experiment=experiment)
     return experiment
 
 

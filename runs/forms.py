@@ -11,7 +11,7 @@ from django.core.exceptions import NON_FIELD_ERRORS
 
 from wfdash.workflow import StartEvent, Workflow
 
-from .inputs import InputError, reject_nul
+from .inputs import InputError, loads, reject_nul
 
 MAX_JSON = 256 * 1024
 JSON_INPUT = "input"
@@ -40,8 +40,8 @@ class JSONObjectField(forms.CharField):
 def _parse_json(text: str) -> Any:
     """JSON a user typed, refused with a form error when unreadable or unstorable."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
+        value = loads(text)
+    except ValueError as exc:  # JSONDecodeError, or NaN/Infinity
         raise forms.ValidationError(f"not valid JSON: {exc}") from None
     except RecursionError:
         raise forms.ValidationError("nested too deeply") from None

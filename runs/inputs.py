@@ -7,6 +7,7 @@ anything is written.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,17 +33,35 @@ class WorkflowUnavailable(InputError):
     """The workflow cannot run on this server as configured (e.g. it needs an LLM and none is set)."""
 
 
+class UnknownCheckpoint(InputError):
+    """No checkpoint has the id given (the API answers 404)."""
+
+
+class CorruptCheckpoint(InputError):
+    """The checkpoint's stored state cannot be restored (the API answers 409 `corrupt`)."""
+
+
 # Deeper JSON than this is refused: nothing legitimate nests so deep, and Python's
 # recursive encoders and validators fail on 100,000 levels.
 MAX_DEPTH = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has only finite numbers)")
+
+
+def loads(text: str | bytes) -> Any:
+    """json.loads refusing NaN and ±Infinity (Python's json reads them; no database's JSON
+    column stores them): ValueError, as for any other text that is not JSON."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def parse_json_object(raw: str | bytes | None, what: str) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}
     try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        value = loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise InputError(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InputError(f"{what} is nested too deeply (at most {MAX_DEPTH} levels)") from None
@@ -53,11 +72,12 @@ def parse_json_object(raw: str | bytes | None, what: str) -> dict[str, Any]:
 
 def reject_nul(value: Any, what: str) -> None:
     """Refuse what no database stores faithfully, on every database: NUL characters
-    (PostgreSQL), lone surrogates (not UTF-8: every page showing them would fail) and
-    nesting deeper than MAX_DEPTH."""
-    stack = [(value, 0)]
+    (PostgreSQL), lone surrogates (not UTF-8: every page showing them would fail), NaN and
+    ±Infinity (not JSON: a JSON column refuses them) and nesting deeper than MAX_DEPTH."""
+    # Each item's path is a linked (parent, key) pair, spelt out only for a refusal.
+    stack: list[tuple[Any, int, Any]] = [(value, 0, None)]
     while stack:
-        item, depth = stack.pop()
+        item, depth, path = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
                 raise InputError(f"{what} must not contain NUL (\\u0000) characters")
@@ -65,11 +85,28 @@ def reject_nul(value: Any, what: str) -> None:
                 item.encode()
             except UnicodeEncodeError:
                 raise InputError(f"{what} must not contain lone surrogates (such as \\ud800)") from None
+        elif isinstance(item, float) and not math.isfinite(item):
+            # `field` is where it is inside `value` (`a.0.b`), for callers to prefix.
+            where = _spell(path)
+            at = f" (at {where})" if where else ""
+            name = "NaN" if math.isnan(item) else ("Infinity" if item > 0 else "-Infinity")
+            raise InputError(f"{what} must not contain {name} (JSON numbers are finite){at}", where or None)
         elif isinstance(item, dict | list | tuple):
             if depth >= MAX_DEPTH:
                 raise InputError(f"{what} is nested too deeply (at most {MAX_DEPTH} levels)")
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+            if isinstance(item, dict):
+                stack.extend((key, depth + 1, path) for key in item)
+                stack.extend((child, depth + 1, (path, key)) for key, child in item.items())
+            else:
+                stack.extend((child, depth + 1, (path, i)) for i, child in enumerate(item))
+
+
+def _spell(path: Any) -> str:
+    keys: list[str] = []
+    while path is not None:
+        path, key = path
+        keys.append(str(key)[:100])
+    return ".".join(reversed(keys))
 
 
 def workflow_named(name: str) -> Workflow:
@@ -155,7 +192,7 @@ def _reject_nul_at(value: Any, what: str, field: str) -> None:
     try:
         reject_nul(value, what)
     except InputError as exc:
-        raise InputError(str(exc), field) from None
+        raise InputError(str(exc), f"{field}.{exc.field}" if exc.field else field) from None
 
 
 def _invalid_field(cls: type[Event], data: dict[str, Any], where: str) -> str:

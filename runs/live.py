@@ -147,32 +147,13 @@ def cross_process() -> bool:
     return layer is not None and type(layer).__name__ != "InMemoryChannelLayer"
 
 
-def _send(groups: list[str], event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, event)
-        except Exception:  # a live page missing an update catches up by seq; never fail the write
-            log.warning("could not announce to %s", group, exc_info=True)
-
-
 def announce_run(run_id: uuid.UUID | str) -> None:
     """After the current transaction commits, tell list and run pages that a run changed."""
-
-    def send() -> None:
-        run = Run.objects.select_related("parent_checkpoint").filter(pk=run_id).first()
-        if run is None:
-            return
-        parent = str(run.parent_checkpoint.run_id) if run.parent_checkpoint else None
-        _send([RUNS_GROUP, run_group(run.id)], {"type": "run.changed", "message": run_message(run, parent)})
-
-    transaction.on_commit(send)
+    announce_runs([run_id])
 
 
-def announce_runs(run_ids: list[uuid.UUID]) -> None:
-    """announce_run for many new runs (a sweep's): one query and one hop into the event loop,
+def announce_runs(run_ids: list[uuid.UUID | str]) -> None:
+    """announce_run for many runs (a sweep's): one query and one hop into the event loop,
     instead of one each (100 announcements cost ~300 ms one by one)."""
     ids = list(run_ids)
 
@@ -194,7 +175,7 @@ def announce_runs(run_ids: list[uuid.UUID]) -> None:
             for group, event in events:
                 try:
                     await layer.group_send(group, event)
-                except Exception:  # as _send: a live page catches up; never fail the write
+                except Exception:  # a live page missing an update catches up by seq; never fail the write
                     log.warning("could not announce to %s", group, exc_info=True)
 
         async_to_sync(send_all)()

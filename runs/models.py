@@ -443,14 +443,14 @@ def fork_point(checkpoint_id: Any) -> tuple[Checkpoint, Workflow, EngineCheckpoi
     try:
         row = Checkpoint.objects.select_related("run").get(pk=uuid.UUID(str(checkpoint_id)))
     except (Checkpoint.DoesNotExist, ValueError):
-        raise inputs.InputError(f"unknown checkpoint {checkpoint_id!r}") from None
+        raise inputs.UnknownCheckpoint(f"unknown checkpoint {checkpoint_id!r}") from None
     workflow = inputs.workflow_named(row.workflow)
     # Before decoding: an event type that changed incompatibly would fail it less helpfully.
     fork_preview.refuse_incompatible(row, workflow)
     try:
         decoded = to_engine(row, workflow)
     except SerializationError as exc:
-        raise inputs.InputError(f"checkpoint {row.id} cannot be restored: {exc}") from None
+        raise inputs.CorruptCheckpoint(f"checkpoint {row.id} cannot be restored: {exc}") from None
     return row, workflow, decoded
 
 
@@ -460,17 +460,51 @@ def fork_run(checkpoint_id: Any, output_event: Any = None, store: Any = None, us
 
     row, workflow, decoded = fork_point(checkpoint_id)
     edits = inputs.fork_edits(workflow, decoded, output_event, store)
+    return fork_runs(row, [edits], user)[0]
+
+
+def fork_runs(row: Checkpoint, edits_list: list[dict[str, Any]], user: Any = None, experiment: Any = None) -> list[Run]:
+    """Queue one run per validated edits (`inputs.fork_edits`) from checkpoint `row`, with their
+    FORKED activity, in one transaction and (as a sweep's many) a few queries; an experiment's
+    runs are its variants in order, and the base run records the sweep. Announced on commit."""
+    from .live import announce_runs
+
+    who = user if _is_user(user) else None
+    username = who.get_username() if who else ""
+    origin: dict[str, Any] = {"checkpoint": str(row.id), "seq": row.seq}
+    if experiment is not None:
+        origin["experiment"] = str(experiment.id)
     with transaction.atomic():
-        run = Run.objects.create(
-            workflow=row.workflow,
-            start_event=row.run.start_event,
-            parent_checkpoint=row,
-            fork_edits=edits,
-            created_by=user if _is_user(user) else None,
+        runs = Run.objects.bulk_create(
+            Run(
+                workflow=row.workflow,
+                start_event=row.run.start_event,
+                parent_checkpoint=row,
+                fork_edits=edits,
+                created_by=who,
+                experiment=experiment,
+                variant=index if experiment is not None else None,
+            )
+            for index, edits in enumerate(edits_list)
         )
-        Activity.record(run, Activity.Action.FORKED, user, {"checkpoint": str(row.id), "seq": row.seq, **edits})
-    _announce(run)
-    return run
+        activities = [
+            Activity(
+                run=run,
+                action=Activity.Action.FORKED,
+                user=who,
+                username=username,
+                detail={**origin, **({"variant": run.variant} if experiment else {}), **(run.fork_edits or {})},
+            )
+            for run in runs
+        ]
+        if experiment is not None:
+            detail = {**origin, "variants": len(runs)}
+            activities.append(
+                Activity(run=row.run, action=Activity.Action.SWEPT, user=who, username=username, detail=detail)
+            )
+        Activity.objects.bulk_create(activities)
+    announce_runs([run.id for run in runs])
+    return runs
 
 
 def respond(run: Run, fields: dict[str, Any], user: Any = None) -> bool:
@@ -548,6 +582,8 @@ class Experiment(models.Model):
         "the runs' fork_edits hold them validated and encoded.",
     )
     grid = models.JSONField(null=True, blank=True, help_text="The grid the variants were expanded from, if any.")
+    # K, fixed at creation: lists show it without counting the runs.
+    variant_count = models.PositiveIntegerField(default=0, help_text="How many variants (runs) the sweep made.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="experiments"
     )

@@ -35,7 +35,11 @@ def _get_run_for_user(request: HttpRequest, run_id: Any) -> Run:
         raise Http404("no such run") from None
 
 
-def _get_checkpoint_for_user(request: HttpRequest, checkpoint_id: Any) -> Checkpoint:
+def checkpoint_for(request: HttpRequest, checkpoint_id: Any) -> Checkpoint:
+    """One checkpoint, for a page that shows it (its events, store keys): the user needs
+    access.VIEW as well as the page's own permission (`access.requires`, e.g. ADD to fork);
+    403 without it, 404 when it does not exist."""
+    access.check(request.user, access.VIEW)
     try:
         qs = Checkpoint.objects.select_related("run").defer(*(f"run__{f}" for f in timeline.RUN_HEAVY))
         c = qs.get(pk=uuid.UUID(str(checkpoint_id)))
@@ -257,7 +261,7 @@ def checkpoints_explorer(request: HttpRequest) -> HttpResponse:
 @access.requires(access.VIEW)
 @require_GET
 def checkpoint_detail(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
-    c = _get_checkpoint_for_user(request, checkpoint_id)
+    c = checkpoint_for(request, checkpoint_id)
     try:
         state = c.context_state()
     except Exception as exc:  # a damaged row is still shown, with what is wrong
@@ -279,7 +283,7 @@ def _fork_preview(c: Checkpoint) -> fork_preview.ForkPreview | None:
 @access.requires(access.ADD)
 @require_POST
 def checkpoint_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
-    c = _get_checkpoint_for_user(request, checkpoint_id)
+    c = checkpoint_for(request, checkpoint_id)
     try:
         run = fork_run(c.id, user=request.user)
     except fork_preview.IncompatibleCode as exc:
@@ -295,7 +299,7 @@ def checkpoint_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpRespo
 @access.requires(access.ADD)
 @require_http_methods(["GET", "POST"])
 def checkpoint_edit_fork(request: HttpRequest, checkpoint_id: uuid.UUID) -> HttpResponse:
-    c = _get_checkpoint_for_user(request, checkpoint_id)
+    c = checkpoint_for(request, checkpoint_id)
     schema = None
     try:
         workflow = registry.get_workflow(c.workflow)

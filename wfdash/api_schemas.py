@@ -173,6 +173,103 @@ class CheckpointFilters(ApiModel):
     before: str | None = Field(default=None, max_length=120)
 
 
+# -- sweeps (runs/api_experiments.py) and fork previews (runs/api_fork_preview.py) -------------
+
+# runs.experiments.MAX_VARIANTS: a sweep's most variants (this module stays free of Django).
+MAX_VARIANTS = 100
+
+
+class SweepIn(ApiModel):
+    variants: list[Any] | None = Field(
+        default=None,
+        description=f'1 to {MAX_VARIANTS} edit objects, each {{"output_event"?: {{...}}, "store"?: {{...}}}}',
+    )
+    grid: dict[str, Any] | None = Field(
+        default=None,
+        description='one or two fields and their values, e.g. {"output_event.topic": ["cats", "atoms"], '
+        '"store.temperature": [0.1, 0.9]}: every combination is a variant',
+    )
+    name: str = Field(default="", max_length=200)
+
+
+class SweepOut(ApiModel):
+    experiment: uuid.UUID
+    runs: list[uuid.UUID]
+    url: str
+
+
+class ChangeOut(ApiModel):
+    path: str
+    kind: str = Field(description="changed, added, removed or type")
+    base: str
+    variant: str
+
+
+class VariantOut(ApiModel):
+    id: uuid.UUID
+    variant: int
+    status: str
+    edits: dict[str, Any] = Field(description="the variant's edits as given (for a grid, its combination)")
+    fork_edits: dict[str, Any] = Field(description="the same, validated and encoded, as the run applied them")
+    result: Any = Field(default=None, description="the whole result, unless result_truncated")
+    result_truncated: bool = Field(description="the result's JSON is too long for this list; read it at url")
+    error: str
+    duration_ms: float | None
+    tokens: int
+    changes: list[ChangeOut] | None = Field(
+        description="how the outcome differs from the base run's, once finished (null before)"
+    )
+    url: str
+
+
+class ExperimentOut(ApiModel):
+    id: uuid.UUID
+    name: str
+    checkpoint: uuid.UUID
+    base_run: uuid.UUID
+    created_by: str | None
+    created_at: datetime
+    counts: dict[str, int] = Field(description="variants per status")
+    finished: bool
+    runs: list[VariantOut]
+
+
+class SchemaChangeOut(ApiModel):
+    event: str
+    change: str
+    severity: Literal["error", "info"] = Field(description="error: the checkpoint's events may not load")
+    field: str | None = None
+
+
+class ChangedStepOut(ApiModel):
+    step: str
+    status: Literal["changed", "added", "removed"]
+    diff: str = Field(description="unified diff of the step's source, checkpoint's run → now")
+
+
+class ForkPreviewOut(ApiModel):
+    checkpoint: uuid.UUID
+    workflow: str
+    code_version: str = Field(description="digest of the code a fork runs now (this server's)")
+    checkpoint_code_version: str | None = Field(description="the code the checkpoint's run ran; null: unknown")
+    code_changed: bool | None
+    changed_steps: list[ChangedStepOut] | None = Field(description="null when the run's code was not recorded")
+    schema_changes: list[SchemaChangeOut]
+    will_run: list[str] = Field(description="the steps the fork starts with")
+    compatible: bool = Field(description="false: a fork would be refused")
+    load_error: str | None
+
+
+class ErrorWithChanges(ErrorBody):
+    """The API's error body, with `changes` when a fork is refused for them."""
+
+    changes: list[SchemaChangeOut] | None = Field(default=None, description="with incompatible_code: what changed")
+
+
+class ConflictOut(ApiModel):
+    error: ErrorWithChanges
+
+
 # -- the run's WebSocket (`/ws/runs/<id>/?after=<seq>`; runs/live.py has the server's TypedDicts) --
 
 

@@ -1,4 +1,4 @@
-"""The client without a server: routes still landing (sweep, fork preview) against
+"""The client without a server: routes (sweep, experiments, fork preview) against
 httpx.MockTransport, the error mapping, lazy pages, and the watch's exactly-once bookkeeping."""
 
 from __future__ import annotations
@@ -59,28 +59,32 @@ def _json(request: httpx.Request) -> Any:
     return json.loads(request.content)
 
 
-# -- routes being added in parallel: sweep, experiments, fork preview --------------------------
+# -- sweep, experiments, fork preview: the server's shapes (wfdash.api_schemas) -------------------
+
+
+def _swept(experiment: uuid.UUID, runs: list[uuid.UUID]) -> dict[str, Any]:
+    return {"experiment": str(experiment), "runs": [str(r) for r in runs], "url": f"/api/experiments/{experiment}/"}
 
 
 def test_it_sweeps_a_checkpoint_with_variants() -> None:
-    server = Recorder(lambda r: httpx.Response(201, json={"experiment": str(RUN_A), "runs": [str(RUN_A), str(RUN_B)]}))
+    server = Recorder(lambda r: httpx.Response(201, json=_swept(RUN_A, [RUN_A, RUN_B])))
 
-    out = server.client().sweep(CHECKPOINT, [{"output_event": {"n": 1}}, {"store": {"k": None}}])
+    out = server.client().sweep(CHECKPOINT, [{"output_event": {"n": 1}}, {"store": {"k": None}}], name="two")
 
     request = server.requests[0]
     assert (request.method, request.url.path) == ("POST", f"/api/checkpoints/{CHECKPOINT}/sweep/")
     assert request.headers["authorization"] == "Bearer wfd_token"
-    assert _json(request) == {"variants": [{"output_event": {"n": 1}}, {"store": {"k": None}}]}
-    assert out == SweepOut(experiment=RUN_A, runs=[RUN_A, RUN_B])
+    assert _json(request) == {"variants": [{"output_event": {"n": 1}}, {"store": {"k": None}}], "name": "two"}
+    assert out == SweepOut(experiment=RUN_A, runs=[RUN_A, RUN_B], url=f"/api/experiments/{RUN_A}/")
 
 
 def test_it_sweeps_a_grid() -> None:
-    server = Recorder(lambda r: httpx.Response(201, json={"experiment": 7, "runs": []}))
+    server = Recorder(lambda r: httpx.Response(201, json=_swept(RUN_B, [])))
 
     out = server.client().sweep(CHECKPOINT, grid={"output_event.n": [1, 2]})
 
-    assert _json(server.requests[0]) == {"grid": {"output_event.n": [1, 2]}}
-    assert out.experiment == 7
+    assert _json(server.requests[0]) == {"grid": {"output_event.n": [1, 2]}, "name": ""}
+    assert out.experiment == RUN_B
 
 
 @pytest.mark.parametrize("variants, grid", [(None, None), ([{}], {"n": [1]})])
@@ -96,18 +100,27 @@ def test_it_refuses_a_sweep_with_neither_or_both_before_sending(variants: Any, g
 def test_it_reads_an_experiment() -> None:
     body = {
         "id": str(RUN_A),
+        "name": "two",
         "checkpoint": str(CHECKPOINT),
         "base_run": str(RUN_B),
+        "created_by": "owner",
         "created_at": "2026-11-29T12:00:00Z",
+        "counts": {"succeeded": 1},
+        "finished": True,
         "runs": [
             {
                 "id": str(RUN_B),
-                "variant": {"output_event": {"n": 1}},
+                "variant": 0,
                 "status": "succeeded",
-                "edits": {"output_event": {"type": "Tick", "data": {"n": 1}}},
+                "edits": {"output_event": {"n": 1}},
+                "fork_edits": {"output_event": {"type": "Tick", "data": {"n": 1}}},
                 "result": {"ticks": 3},
+                "result_truncated": False,
+                "error": "",
                 "duration_ms": 12.5,
                 "tokens": 0,
+                "changes": [{"path": "result.ticks", "kind": "changed", "base": "3", "variant": "4"}],
+                "url": f"/api/runs/{RUN_B}/",
             }
         ],
     }
@@ -116,29 +129,39 @@ def test_it_reads_an_experiment() -> None:
     out = server.client().experiment(RUN_A)
 
     assert server.requests[0].url.path == f"/api/experiments/{RUN_A}/"
-    assert out.checkpoint == CHECKPOINT and out.runs[0].result == {"ticks": 3}
+    assert out.checkpoint == CHECKPOINT and out.runs[0].result == {"ticks": 3} and out.finished
+    assert out.runs[0].changes and out.runs[0].changes[0].variant == "4"
+
+
+def _preview() -> dict[str, Any]:
+    return {
+        "checkpoint": str(CHECKPOINT),
+        "workflow": "chain",
+        "code_version": "b" * 12,
+        "checkpoint_code_version": "a" * 12,
+        "code_changed": True,
+        "changed_steps": [{"step": "tick", "status": "changed", "diff": "-a\n+b"}],
+        "schema_changes": [{"event": "Tick", "change": "field n: int -> str", "severity": "error", "field": "n"}],
+        "will_run": ["tick"],
+        "compatible": False,
+        "load_error": None,
+    }
 
 
 def test_it_previews_a_fork() -> None:
-    body = {
-        "code_version": "b" * 12,
-        "checkpoint_code_version": "a" * 12,
-        "changed_steps": [{"step": "tick", "diff": "-a\n+b"}],
-        "schema_changes": [{"event": "Tick", "change": "field n: int -> str"}],
-        "will_run": ["tick"],
-    }
+    body = _preview()
     server = Recorder(lambda r: httpx.Response(200, json=body))
 
     out = server.client().fork_preview(CHECKPOINT)
 
     assert server.requests[0].url.path == f"/api/checkpoints/{CHECKPOINT}/fork-preview/"
-    assert out == ForkPreviewOut.model_validate(body) and out.changed_steps[0].step == "tick"
+    assert out == ForkPreviewOut.model_validate(body) and out.changed_steps and out.changed_steps[0].step == "tick"
 
 
 async def test_the_async_client_sweeps_and_previews() -> None:
     def reply(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/sweep/"):
-            return httpx.Response(201, json={"experiment": 1, "runs": [str(RUN_A)]})
+            return httpx.Response(201, json=_swept(RUN_B, [RUN_A]))
         return httpx.Response(404, json={"error": {"code": "not_found", "message": "no checkpoint"}})
 
     server = Recorder(reply)

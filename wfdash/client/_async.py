@@ -153,8 +153,9 @@ class AsyncClient:
         variants: list[dict[str, Any]] | None = None,
         *,
         grid: dict[str, Any] | None = None,
+        name: str = "",
     ) -> SweepOut:
-        return await self._do(Routes.sweep(checkpoint_id, variants, grid))
+        return await self._do(Routes.sweep(checkpoint_id, variants, grid, name))
 
     async def experiment(self, experiment_id: ExperimentId) -> ExperimentOut:
         return await self._do(Routes.experiment(experiment_id))

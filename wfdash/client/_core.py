@@ -175,8 +175,12 @@ class Routes:
         return Call("GET", f"/api/checkpoints/{_seg(checkpoint_id)}/fork-preview/", _model(ForkPreviewOut))
 
     @staticmethod
-    def sweep(checkpoint_id: Id, variants: list[dict[str, Any]] | None, grid: dict[str, Any] | None) -> Call[SweepOut]:
-        body = _body(SweepIn, variants=variants, grid=grid)
+    def sweep(
+        checkpoint_id: Id, variants: list[dict[str, Any]] | None, grid: dict[str, Any] | None, name: str = ""
+    ) -> Call[SweepOut]:
+        if (variants is None) == (grid is None):
+            raise ValidationFailed("give either variants or grid", code="invalid", field="variants")
+        body = _body(SweepIn, variants=variants, grid=grid, name=name)
         return Call("POST", f"/api/checkpoints/{_seg(checkpoint_id)}/sweep/", _model(SweepOut), json=body)
 
     @staticmethod

@@ -168,10 +168,11 @@ class Client:
         variants: list[dict[str, Any]] | None = None,
         *,
         grid: dict[str, Any] | None = None,
+        name: str = "",
     ) -> SweepOut:
         """One fork per variant (`{"output_event"?, "store"?}`), or per point of `grid`, as one
-        experiment."""
-        return self._do(Routes.sweep(checkpoint_id, variants, grid))
+        experiment (named `name`)."""
+        return self._do(Routes.sweep(checkpoint_id, variants, grid, name))
 
     def experiment(self, experiment_id: ExperimentId) -> ExperimentOut:
         return self._do(Routes.experiment(experiment_id))
