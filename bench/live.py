@@ -81,7 +81,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import figure  # noqa: E402 - bench/common.py: the one shape of a repeated figure
+from common import figure, pct  # noqa: E402 - bench/common.py: the one shape of a repeated figure
+from common import log as _common_log  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve()
@@ -113,18 +114,7 @@ GOAL_EXPLORER_MS = 100.0
 
 
 def log(msg: str, tag: str = "live") -> None:
-    print(f"[{tag} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], p: float) -> float:
-    """The p-quantile (0..1) by linear interpolation; NaN if empty."""
-    if not values:
-        return float("nan")
-    xs = sorted(values)
-    k = (len(xs) - 1) * p
-    lo = int(k)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+    _common_log(tag, msg)
 
 
 def dist_ms(seconds: list[float]) -> dict[str, Any]:
