@@ -115,23 +115,31 @@ def store_growth(data: dict[str, Any]) -> Path:
 
 
 def viewers_growth(data: dict[str, Any]) -> Path:
-    """Commit-to-browser latency against the number of connected clients, per channel layer."""
+    """Step-completion-to-client latency against the number of connected clients, per channel
+    layer (the median of the repeats' p50 and p99; older single-run files: their one value)."""
+
+    def median(fig: Any) -> float:
+        return float(fig["median"]) if isinstance(fig, dict) else float(fig)
+
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for layer, row in data.get("latency", {}).items():
         points = []
         for key, value in row.items():
-            if key.startswith("clients_") and isinstance(value, dict) and "from_commit" in value:
-                points.append((int(key.removeprefix("clients_")), value["from_commit"]))
+            if not (key.startswith("clients_") and isinstance(value, dict)):
+                continue
+            measured = value.get("from_step_completion") or value.get("from_commit")
+            if measured:
+                points.append((int(key.removeprefix("clients_")), measured))
         points.sort()
         if not points:
             continue
         xs = [p[0] for p in points]
-        (line,) = ax.plot(xs, [p[1]["p99_ms"] for p in points], "-o", label=f"{layer} p99")
-        ax.plot(xs, [p[1]["p50_ms"] for p in points], ":x", color=line.get_color(), label=f"{layer} p50")
+        (line,) = ax.plot(xs, [median(p[1]["p99_ms"]) for p in points], "-o", label=f"{layer} p99")
+        ax.plot(xs, [median(p[1]["p50_ms"]) for p in points], ":x", color=line.get_color(), label=f"{layer} p50")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("clients watching the run")
-    ax.set_ylabel("ms from commit to client")
+    ax.set_ylabel("ms from step completion to client")
     ax.set_title("Live delivery latency against the number of viewers")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)

@@ -31,9 +31,10 @@ MAX_QUERY_CHARS = 200
 MAX_WORDS = 16
 MIN_PREFIX = 3
 _WORD = re.compile(r"[^\W_]+")
-# On SQLite, words matching more checkpoints than this are "common": instead of reading every
+# Words matching more checkpoints than this are "common". On SQLite, instead of reading every
 # match and sorting them, the page walks the newest checkpoints (the other filters' index) and
-# looks each one up in the set of matching index rows, till the page is full.
+# looks each one up in the set of matching index rows, till the page is full; on PostgreSQL the
+# planner decides. Fewer are read first (one index read) and named to the query.
 COMMON_MATCHES = 2_000
 
 
@@ -84,13 +85,18 @@ def matching(qs: QuerySet[Any], search: Search) -> QuerySet[Any]:
     """`qs` (checkpoints) narrowed to those containing every word of `search`."""
     conn = connections[qs.db]
     if conn.vendor == "postgresql":
-        # The planner weighs the word's frequency (GIN statistics) against the other filters.
-        return qs.filter(
-            id__in=RawSQL(
-                f"SELECT checkpoint_id FROM {SEARCH_TABLE} WHERE body @@ to_tsquery('simple', %s)",  # noqa: S608
-                [search.tsquery()],
-            )
-        )
+        found = f"SELECT checkpoint_id FROM {SEARCH_TABLE} WHERE body @@ to_tsquery('simple', %s)"  # noqa: S608
+        with conn.cursor() as cursor:
+            cursor.execute(f"{found} LIMIT {COMMON_MATCHES}", [search.tsquery()])
+            ids = [row[0] for row in cursor.fetchall()]
+        if not ids:  # an empty IN () cannot be compiled into the queries built on qs
+            return qs.filter(id__in=RawSQL("SELECT NULL::uuid WHERE false", []))
+        if len(ids) < COMMON_MATCHES:
+            # Few matches: name them. The planner guesses a prefix query matches far more rows
+            # than it does and walks the newest checkpoints instead (0.9 s at 1M rows for 10).
+            return qs.filter(id__in=ids)
+        # Many: the planner weighs the word's frequency (GIN statistics) against the filters.
+        return qs.filter(id__in=RawSQL(found, [search.tsquery()]))
     if conn.vendor != "sqlite":
         raise SearchError(f"q is not supported on {conn.vendor}")
     expr = search.fts5()
