@@ -19,7 +19,7 @@ from wfdash.workflow.checkpointer import Checkpoint as EngineCheckpoint
 from wfdash.workflow.checkpointer import WorkflowCheckpointer
 from wfdash.workflow.errors import SerializationError
 
-from . import code_versions, live, metrics, registry, webhook_delivery
+from . import code_versions, live, metrics, registry, search_index, webhook_delivery
 from .models import Checkpoint, Run, RunStatus
 from .store import LeaseLost, default_owner, drop_connection, load_checkpoint, to_engine
 from .streams import StreamingCheckpointStore
@@ -79,6 +79,7 @@ class Worker:
         housekeeping = loop.create_task(self._housekeeping())
         # Webhooks are sent by every worker; leases keep two from sending one delivery.
         hooks = loop.create_task(webhook_delivery.run_forever(self.worker_id))
+        indexing = loop.create_task(search_index.keep_indexing())
         try:
             while not self.stopping.is_set():
                 try:
@@ -105,6 +106,7 @@ class Worker:
                     await asyncio.wait(pending)
         finally:
             housekeeping.cancel()
+            indexing.cancel()
             hooks.cancel()
             await asyncio.gather(hooks, return_exceptions=True)  # hands its unsent deliveries back
             if install_signals:

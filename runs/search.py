@@ -24,6 +24,7 @@ from django.db import DatabaseError, connections
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
+from . import search_index
 from .filters import FilterError
 from .search_index import EVENT_TAG, FTS_TABLE, SEARCH_TABLE
 
@@ -84,6 +85,7 @@ def parse(value: str | None) -> Search | None:
 def matching(qs: QuerySet[Any], search: Search) -> QuerySet[Any]:
     """`qs` (checkpoints) narrowed to those containing every word of `search`."""
     conn = connections[qs.db]
+    search_index.catch_up(conn)  # what workers have not indexed yet
     if conn.vendor == "postgresql":
         found = f"SELECT checkpoint_id FROM {SEARCH_TABLE} WHERE body @@ to_tsquery('simple', %s)"  # noqa: S608
         with conn.cursor() as cursor:

@@ -6,9 +6,15 @@ keys its step set or changed, or the whole store in a full record), large store 
 from their blob. Booleans and nulls are not indexed. Words are runs of letters and digits;
 every other character (ASCII punctuation included) separates them.
 
-Both databases keep a side table, `runs_checkpoint_search`, one row per checkpoint with text,
-filled and emptied by triggers on `runs_checkpoint`, so every writer (the workers' raw
-inserts, the ORM, imports, deletes and prunes) keeps it current without knowing it exists:
+Both databases keep a side table, `runs_checkpoint_search`, one row per checkpoint with text.
+Triggers on `runs_checkpoint` put every inserted or updated checkpoint in a queue
+(`runs_checkpoint_search_queue`) and drop deleted ones from the index, so every writer (the
+workers' raw inserts, the ORM, imports, deletes and prunes) keeps it current without knowing
+it exists. Indexing a checkpoint (reading its JSON, its blobs, the full-text insert) costs more
+than writing it did, so it is not done in the write's transaction: `index_pending()` indexes
+the queue in batches, from each worker's background task (`keep_indexing`) and, before any
+search, from the searcher itself (`catch_up`), so a search never misses a committed
+checkpoint. (PostgreSQL's GIN `fastupdate` pending list is the same idea one level down.)
 
 - SQLite: the row holds the text and an FTS5 table (`runs_checkpoint_fts`, external content,
   `detail=none`: no phrase queries, a small index) indexes it under the row's INTEGER PRIMARY
@@ -32,7 +38,11 @@ from wfdash.workflow.serialization import EVENT_TAG  # a store value that is an 
 
 SEARCH_TABLE = "runs_checkpoint_search"
 FTS_TABLE = "runs_checkpoint_fts"
+QUEUE_TABLE = "runs_checkpoint_search_queue"
 MAX_CHARS = 100_000
+# Queued checkpoints indexed per transaction: a worker's batch holds SQLite's write lock, and
+# the durable writes of the runs it executes wait behind it.
+BATCH = 64
 
 # -- SQLite ------------------------------------------------------------------------
 
@@ -59,13 +69,6 @@ def _sqlite_text(row: str) -> str:
     ))"""
 
 
-def _sqlite_insert(row: str) -> str:
-    return (
-        f"INSERT INTO {SEARCH_TABLE} (checkpoint_id, body) "
-        f"SELECT {row}.id, body FROM (SELECT {_sqlite_text(row)} AS body) WHERE body <> ''"
-    )
-
-
 SQLITE_INSTALL = [
     f"""CREATE TABLE IF NOT EXISTS {SEARCH_TABLE} (
         id INTEGER PRIMARY KEY, checkpoint_id char(32) NOT NULL UNIQUE, body TEXT NOT NULL)""",
@@ -75,16 +78,27 @@ SQLITE_INSTALL = [
         INSERT INTO {FTS_TABLE} (rowid, body) VALUES (new.id, new.body); END""",
     f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_ad AFTER DELETE ON {SEARCH_TABLE} BEGIN
         INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, body) VALUES ('delete', old.id, old.body); END""",
+    f"CREATE TABLE IF NOT EXISTS {QUEUE_TABLE} (id INTEGER PRIMARY KEY, checkpoint_id char(32) NOT NULL)",
 ]
 # On runs_checkpoint: the ones a table rebuild drops.
 SQLITE_CHECKPOINT_TRIGGERS = [
     f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_insert AFTER INSERT ON runs_checkpoint BEGIN
-        {_sqlite_insert("new")}; END""",
+        INSERT INTO {QUEUE_TABLE} (checkpoint_id) VALUES (new.id); END""",
     f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_delete AFTER DELETE ON runs_checkpoint BEGIN
         DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id = old.id; END""",
     f"""CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_update
         AFTER UPDATE OF id, input_event, output_event, state ON runs_checkpoint BEGIN
-        DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id = old.id; {_sqlite_insert("new")}; END""",
+        DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id = old.id;
+        INSERT INTO {QUEUE_TABLE} (checkpoint_id) VALUES (new.id); END""",
+]
+# The first BATCH queued checkpoints (%s: their highest queue id), indexed again from scratch.
+SQLITE_INDEX_QUEUED = [
+    f"""DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id IN (SELECT checkpoint_id FROM {QUEUE_TABLE} WHERE id <= %s)""",
+    f"""INSERT INTO {SEARCH_TABLE} (checkpoint_id, body)
+        SELECT id, body FROM (SELECT c.id, {_sqlite_text("c")} AS body FROM runs_checkpoint c
+                              WHERE c.id IN (SELECT checkpoint_id FROM {QUEUE_TABLE} WHERE id <= %s))
+        WHERE body <> ''""",
+    f"DELETE FROM {QUEUE_TABLE} WHERE id <= %s",
 ]
 SQLITE_BACKFILL = [
     f"DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id NOT IN (SELECT id FROM runs_checkpoint)",
@@ -96,6 +110,7 @@ SQLITE_UNINSTALL = [
     *(f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_{name}" for name in ("insert", "delete", "update", "ai", "ad")),
     f"DROP TABLE IF EXISTS {FTS_TABLE}",
     f"DROP TABLE IF EXISTS {SEARCH_TABLE}",
+    f"DROP TABLE IF EXISTS {QUEUE_TABLE}",
 ]
 
 # -- PostgreSQL ----------------------------------------------------------------------
@@ -103,6 +118,7 @@ SQLITE_UNINSTALL = [
 
 POSTGRESQL_INSTALL = [
     f"""CREATE TABLE IF NOT EXISTS {SEARCH_TABLE} (checkpoint_id uuid PRIMARY KEY, body tsvector NOT NULL)""",
+    f"""CREATE TABLE IF NOT EXISTS {QUEUE_TABLE} (id bigserial PRIMARY KEY, checkpoint_id uuid NOT NULL)""",
     f"CREATE INDEX IF NOT EXISTS {SEARCH_TABLE}_body ON {SEARCH_TABLE} USING gin (body)",
     # A blob that is not JSON (none should be) is skipped rather than failing the write.
     f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_json(data text) RETURNS jsonb
@@ -134,10 +150,7 @@ POSTGRESQL_INSTALL = [
         END $$""",
     f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            INSERT INTO {SEARCH_TABLE} (checkpoint_id, body)
-            SELECT id, body FROM (SELECT n.id, {SEARCH_TABLE}_doc(n.input_event, n.output_event, n.state) AS body
-                                  FROM inserted n) d
-            WHERE body <> ''::tsvector;
+            INSERT INTO {QUEUE_TABLE} (checkpoint_id) SELECT id FROM inserted;
             RETURN NULL;
         END $$""",
     f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -146,16 +159,13 @@ POSTGRESQL_INSTALL = [
             RETURN NULL;
         END $$""",
     f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_updated() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE body tsvector := {SEARCH_TABLE}_doc(NEW.input_event, NEW.output_event, NEW.state);
         BEGIN
             DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id = OLD.id;
-            IF body <> ''::tsvector THEN
-                INSERT INTO {SEARCH_TABLE} (checkpoint_id, body) VALUES (NEW.id, body);
-            END IF;
+            INSERT INTO {QUEUE_TABLE} (checkpoint_id) VALUES (NEW.id);
             RETURN NULL;
         END $$""",
     f"""CREATE OR REPLACE FUNCTION {SEARCH_TABLE}_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN TRUNCATE {SEARCH_TABLE}; RETURN NULL; END $$""",
+        BEGIN TRUNCATE {SEARCH_TABLE}, {QUEUE_TABLE}; RETURN NULL; END $$""",
     # One statement-level trigger per INSERT or DELETE statement (a bulk delete or a bulk
     # load costs one join, not a function call per row); updates are rare, per row.
     f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_insert ON runs_checkpoint",
@@ -188,7 +198,26 @@ POSTGRESQL_UNINSTALL = [
         for name in ("inserted()", "deleted()", "updated()", "truncated()", "doc(jsonb, jsonb, jsonb)", "json(text)")
     ),
     f"DROP TABLE IF EXISTS {SEARCH_TABLE}",
+    f"DROP TABLE IF EXISTS {QUEUE_TABLE}",
 ]
+
+
+def _postgresql_index_queued(lock: str) -> str:
+    """Take up to BATCH queued checkpoints off the queue and index them again from scratch; the
+    statement's one row is how many it took. `lock`: "SKIP LOCKED" leaves another indexer's batch
+    to it (workers); plain "FOR UPDATE" waits for it to commit (a search catching up must not
+    run before a batch another indexer is writing)."""
+    return f"""WITH batch AS (
+            DELETE FROM {QUEUE_TABLE}
+            WHERE id IN (SELECT id FROM {QUEUE_TABLE} ORDER BY id LIMIT {BATCH} FOR UPDATE {lock})
+            RETURNING checkpoint_id),
+        docs AS (SELECT c.id, {SEARCH_TABLE}_doc(c.input_event, c.output_event, c.state) AS body
+                 FROM runs_checkpoint c WHERE c.id IN (SELECT checkpoint_id FROM batch)),
+        emptied AS (DELETE FROM {SEARCH_TABLE} s USING docs d WHERE s.checkpoint_id = d.id AND d.body = ''::tsvector),
+        indexed AS (INSERT INTO {SEARCH_TABLE} (checkpoint_id, body)
+                    SELECT id, body FROM docs WHERE body <> ''::tsvector
+                    ON CONFLICT (checkpoint_id) DO UPDATE SET body = EXCLUDED.body)
+        SELECT count(*) FROM batch"""
 
 
 def _run(connection: Any, statements: list[str]) -> None:
@@ -198,9 +227,11 @@ def _run(connection: Any, statements: list[str]) -> None:
 
 
 def install(connection: Any) -> None:
-    """Create the index, its triggers, and index the checkpoints already there."""
+    """Create the index, its queue and triggers (replacing older ones), and index the
+    checkpoints already there."""
     if connection.vendor == "sqlite":
-        _run(connection, [*SQLITE_INSTALL, *SQLITE_CHECKPOINT_TRIGGERS, *SQLITE_BACKFILL])
+        drop = [f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_{name}" for name in ("insert", "delete", "update")]
+        _run(connection, [*SQLITE_INSTALL, *drop, *SQLITE_CHECKPOINT_TRIGGERS, *SQLITE_BACKFILL])
     elif connection.vendor == "postgresql":
         _run(connection, [*POSTGRESQL_INSTALL, *POSTGRESQL_BACKFILL])
 
@@ -230,3 +261,67 @@ def repair(connection: Any) -> bool:
             return False
     _run(connection, [*SQLITE_CHECKPOINT_TRIGGERS, *SQLITE_BACKFILL])
     return True
+
+
+# -- indexing the queue ------------------------------------------------------------------
+
+
+def index_pending(connection: Any, *, wait: bool = False) -> int:
+    """Index up to BATCH queued checkpoints in one transaction; how many were taken off the
+    queue (fewer than BATCH: it is empty now, but for what others are indexing unless `wait`)."""
+    from django.db import transaction
+
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_postgresql_index_queued("" if wait else "SKIP LOCKED"))
+            return int(cursor.fetchone()[0])
+        cursor.execute(f"SELECT count(*), max(id) FROM (SELECT id FROM {QUEUE_TABLE} ORDER BY id LIMIT {BATCH})")  # noqa: S608
+        taken, last = cursor.fetchone()
+        if taken:
+            for sql in SQLITE_INDEX_QUEUED:
+                cursor.execute(sql, [last])
+        return int(taken)
+
+
+def catch_up(connection: Any) -> int:
+    """Index everything queued before this call: a search then sees every committed checkpoint."""
+    if connection.vendor not in ("sqlite", "postgresql"):
+        return 0
+    total = 0
+    while (taken := index_pending(connection, wait=True)) == BATCH:
+        total += taken
+    return total + taken
+
+
+async def keep_indexing(interval: float = 0.5) -> None:
+    """A worker's background task: index what was queued, a batch per trip to the database
+    thread (the runs' writes go in between), then wait `interval`."""
+    import asyncio
+    import logging
+
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    def batch() -> int:
+        return index_pending(connection) if _installed_here() else 0
+
+    while True:
+        try:
+            while await sync_to_async(batch)() == BATCH:
+                pass
+        except Exception:  # the database is away: the next round retries; searches catch up anyway
+            logging.getLogger("runs.search_index").exception("indexing checkpoints failed; retrying")
+        await asyncio.sleep(interval)
+
+
+_found: set[str] = set()
+
+
+def _installed_here() -> bool:
+    """Whether this thread's database has the index (asked until it has: migrate may come later)."""
+    from django.db import connection
+
+    key = f"{connection.vendor}:{connection.settings_dict['NAME']}"
+    if key not in _found and connection.vendor in ("sqlite", "postgresql") and installed(connection):
+        _found.add(key)
+    return key in _found

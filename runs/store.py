@@ -73,23 +73,32 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-async def in_database_thread(fn: Callable[[], Any]) -> Any:
-    """Run `fn` in the thread `sync_to_async` (thread-sensitive) would, with its connection.
+def _database_thread(loop: asyncio.AbstractEventLoop) -> Any:
+    """The executor of the thread `sync_to_async` (thread-sensitive) would use, when it is
+    asgiref's one sync thread (a worker, a script), or None (inside an async_to_sync call or a
+    request's thread-sensitive context: sync_to_async decides there).
 
-    In a worker or a script that is asgiref's one sync thread, and handing `fn` to it directly
-    skips sync_to_async's per-call machinery: half of a 75-85 µs round trip, a sixth of a durable
-    step on SQLite (bench/profile_store.py). The writes stay in the thread that also claims and
-    renews runs: a writer thread with its own connection made SQLite's two connections of one
-    process wait on each other's lock and cost a worker up to a third of its runs per second.
-    Inside an async_to_sync call or a request's thread-sensitive context, sync_to_async decides.
+    Handing work to it directly skips sync_to_async's per-call machinery: half of a 75-85 µs
+    round trip, a sixth of a durable step on SQLite (bench/profile_store.py). The writes stay
+    in the thread that also claims and renews runs: a writer thread with its own connection
+    made SQLite's two connections of one process wait on each other's lock and cost a worker
+    up to a third of its runs per second.
     """
-    loop = asyncio.get_running_loop()
     if (
-        getattr(AsyncToSync.executors, "current", None) is None
-        and SyncToAsync.thread_sensitive_context.get(None) is None
+        SyncToAsync.thread_sensitive_context.get(None) is None
         and loop not in AsyncToSync.loop_thread_executors
+        and getattr(AsyncToSync.executors, "current", None) is None
     ):
-        future = loop.run_in_executor(SyncToAsync.single_thread_executor, fn)
+        return SyncToAsync.single_thread_executor
+    return None
+
+
+async def in_database_thread(fn: Callable[[], Any]) -> Any:
+    """Run `fn` in the thread `sync_to_async` (thread-sensitive) would, with its connection."""
+    loop = asyncio.get_running_loop()
+    executor = _database_thread(loop)
+    if executor is not None:
+        future = loop.run_in_executor(executor, fn)
         # A cancelled caller cannot stop a commit under way; its outcome is then read here,
         # so an error nobody waits for is not reported as never retrieved.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -98,48 +107,92 @@ async def in_database_thread(fn: Callable[[], Any]) -> Any:
 
 
 class _Batcher:
-    """Runs write operations of many coroutines in one transaction per batch."""
+    """Runs write operations of many coroutines in one transaction per batch: the writes that
+    arrive while a batch commits go in the next one (group commit).
+
+    The common case costs one trip to the database thread and back: the batch is handed to
+    the thread with a callback that settles its writers' futures on the event loop, with no
+    task, shield or chained future in between (together a fifth of a durable step on SQLite).
+    A batch that lost its connection is retried by a task (reconnect, back off).
+    """
 
     def __init__(self) -> None:
         self._pending: list[tuple[Callable[[bool], Any], asyncio.Future[Any]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._busy = False
 
     async def submit(self, op: Callable[[bool], Any]) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, future))
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._drain())
+        if not self._busy:
+            self._busy = True
+            self._send(loop)
         return await future
 
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            outcomes = await self._commit([op for op, _ in batch])
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+    def _send(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit what is pending (the batcher is busy till `_settle` sends the next batch)."""
+        batch, self._pending = self._pending, []
+        ops = [op for op, _ in batch]
+        executor = _database_thread(loop)
+        if executor is not None:
 
-    async def _commit(self, ops: list[Callable[[bool], Any]]) -> list[Any]:
+            def commit() -> None:
+                try:
+                    outcome: Any = _apply_batch(ops, False)
+                except BaseException as exc:  # settled on the loop, like the outcomes
+                    outcome = exc
+                loop.call_soon_threadsafe(self._settle, loop, batch, outcome)
+
+            try:
+                executor.submit(commit)
+                return
+            except RuntimeError:  # the executor shut down (interpreter exit): the slow path says so
+                pass
+        loop.create_task(self._retry(loop, batch, None))
+
+    def _settle(self, loop: asyncio.AbstractEventLoop, batch: list[Any], outcome: Any) -> None:
+        if isinstance(outcome, OperationalError | InterfaceError):
+            loop.create_task(self._retry(loop, batch, outcome))
+            return
+        outcomes = [outcome] * len(batch) if isinstance(outcome, BaseException) else outcome
+        for (_, future), result in zip(batch, outcomes, strict=True):
+            if future.done():  # its writer was cancelled; the write committed all the same
+                continue
+            if isinstance(result, asyncio.CancelledError):
+                future.cancel()
+            elif isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        if self._pending:
+            self._send(loop)
+        else:
+            self._busy = False
+
+    async def _retry(self, loop: asyncio.AbstractEventLoop, batch: list[Any], error: BaseException | None) -> None:
+        try:
+            outcomes: Any = await self._commit([op for op, _ in batch], error)
+        except BaseException as exc:  # cancelled at shutdown: the writers hear it
+            outcomes = exc
+        self._settle(loop, batch, outcomes)
+
+    async def _commit(self, ops: list[Callable[[bool], Any]], error: BaseException | None) -> list[Any]:
         """Apply a batch; on a lost or locked connection, reconnect and retry (ops are idempotent)."""
         delay = 0.05
         deadline = asyncio.get_running_loop().time() + RETRY_SECONDS
-        retrying = False
+        retrying = error is not None
         while True:
-            try:
-                return await in_database_thread(partial(_apply_batch, ops, retrying))
-            except (OperationalError, InterfaceError) as exc:
-                retrying = True
+            if error is not None:
                 if asyncio.get_running_loop().time() > deadline:
-                    return [exc] * len(ops)
-                log.warning("checkpoint write failed (%s); retrying in %.2f s", exc, delay)
+                    return [error] * len(ops)
+                log.warning("checkpoint write failed (%s); retrying in %.2f s", error, delay)
                 await in_database_thread(drop_connection)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            try:
+                return await in_database_thread(partial(_apply_batch, ops, retrying))
+            except (OperationalError, InterfaceError) as exc:
+                error, retrying = exc, True
             except BaseException as exc:  # the commit itself failed: every op in it failed
                 return [exc] * len(ops)
 
@@ -155,6 +208,8 @@ def drop_connection() -> None:
 def _apply_batch(ops: list[Callable[[bool], Any]], retrying: bool) -> list[Any]:
     if not retrying:
         try:
+            if len(ops) == 1 and _one_statement(ops[0]):
+                return [None]
             with transaction.atomic():
                 return _apply_bulk(ops)
         except (OperationalError, InterfaceError):
@@ -198,6 +253,28 @@ def _apply_bulk(ops: list[Callable[[bool], Any]]) -> list[Any]:
     if group:
         _flush(group)
     return outcomes
+
+
+def _one_statement(op: Any) -> bool:
+    """A lone checkpoint on PostgreSQL, written with its run's progress in one statement, its
+    own transaction: one round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT). False
+    when it does not apply; raises LeaseLost (nothing written) when the run is not ours."""
+    if not isinstance(op, _CheckpointWrite) or op.blobs:
+        return False
+    conn = _connection()
+    if conn.vendor != "postgresql" or not conn.get_autocommit():
+        return False
+    sql = _sql(conn)
+    params = [
+        *(_datetime(op.values["created_at"], conn), 1, op.llm_calls, op.prompt_tokens, op.completion_tokens),
+        *(_uuid(op.values["run_id"], conn), op.owner, op.attempt, RunStatus.RUNNING.value),
+        *(prep(op.values[name], conn) for name, prep in sql.checkpoint_params),
+    ]
+    with conn.cursor() as cursor:
+        cursor.execute(sql.checkpoint_with_progress, params)
+        if cursor.rowcount != 1:
+            raise LeaseLost("a run in this batch is no longer owned by this worker")
+    return True
 
 
 def _flush(group: list[Any]) -> None:
@@ -331,6 +408,13 @@ class _Statements:
             (f.attname, _adapter(f)) for f in self.checkpoint_fields
         ]
         self.update_run = Run.progress_sql(qn)
+        if conn.vendor == "postgresql":
+            # INSERT ... SELECT types its parameters by no column: each is cast to its column's.
+            casts = ", ".join(f"CAST(%s AS {f.db_type(conn)})" for f in self.checkpoint_fields)
+            self.checkpoint_with_progress = (
+                f"WITH progress AS ({self.update_run} RETURNING 1) "
+                f"INSERT INTO {qn(Checkpoint._meta.db_table)} ({columns}) SELECT {casts} FROM progress"
+            )
 
 
 def _adapter(field: Any) -> Callable[[Any, Any], Any]:

@@ -165,6 +165,7 @@ def test_the_index_follows_deletes_and_updates(rows: dict[str, Checkpoint]) -> N
 
 
 def test_installing_again_indexes_rows_written_without_the_index(rows: dict[str, Checkpoint]) -> None:
+    search_index.catch_up(connection)
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {search_index.SEARCH_TABLE}")
     assert found({"q": "bravo"}) == set()

@@ -172,3 +172,35 @@ def test_a_batch_with_one_refused_write_commits_the_others() -> None:
     assert [r.seq for r in _rows(str(mine.id))] == [1, 2] and _rows(str(theirs.id)) == []
     mine.refresh_from_db()
     assert mine.checkpoint_count == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_checkpoint_is_one_statement_on_postgresql_and_a_refused_one_writes_nothing() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    mine = Run.objects.create(workflow="chain", status=RunStatus.RUNNING, worker_id="me")
+    theirs = Run.objects.create(workflow="chain", status=RunStatus.RUNNING, worker_id="other")
+    usage = [{"prompt_tokens": 3, "completion_tokens": 4}]
+    output = {"type": "StopEvent", "data": {"x": "é"}}
+    lone = _write(mine, 1, "me", output_event=output, output_event_type="StopEvent", usage=usage)
+    with CaptureQueriesContext(connection) as queries:
+        assert _apply_batch([lone], retrying=False) == [None]  # type: ignore[arg-type]
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1, [q["sql"] for q in queries]
+    bulk_run = Run.objects.create(workflow="chain", status=RunStatus.RUNNING, worker_id="me")
+    assert _apply_bulk(
+        [_write(bulk_run, 1, "me", output_event=output, output_event_type="StopEvent", usage=usage)]
+    ) == [None]  # type: ignore[arg-type]
+    (row,) = _rows(str(mine.id))
+    assert _comparable(row) == _comparable(_rows(str(bulk_run.id))[0])
+    assert (row.id, row.created_at) == (lone.row.id, lone.row.created_at)
+    (outcome,) = _apply_batch([_write(theirs, 1, "me")], retrying=False)  # type: ignore[arg-type]
+    assert isinstance(outcome, LeaseLost)
+    (outcome,) = _apply_batch([_write(mine, 1, "me")], retrying=False)  # type: ignore[arg-type]
+    assert isinstance(outcome, LeaseLost) and "already has checkpoint seq 1" in str(outcome)
+    assert [r.seq for r in _rows(str(mine.id))] == [1] and _rows(str(theirs.id)) == []
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.checkpoint_count, mine.llm_calls, mine.prompt_tokens, mine.completion_tokens) == (1, 1, 3, 4)
+    assert theirs.checkpoint_count == 0

@@ -65,3 +65,90 @@ async def test_checkpoints_written_that_way_are_read_back_by_sync_to_async() -> 
         lambda: list(Checkpoint.objects.filter(run_id=handler.run_id).order_by("seq").values_list("seq", flat=True))
     )()
     assert seqs == [1, 2, 3, 4, 5, 6]
+
+
+# -- the batcher: one trip to that thread per batch, retried when the connection is lost --------
+
+
+async def test_writes_that_arrive_while_a_batch_commits_go_together_in_the_next() -> None:
+    from runs import store
+
+    started, release = threading.Event(), threading.Event()
+    threads: set[int] = set()
+
+    def first(retrying: bool) -> str:
+        threads.add(threading.get_ident())
+        started.set()
+        release.wait(5)
+        return "first"
+
+    def later(n: int) -> object:
+        def op(retrying: bool) -> int:
+            threads.add(threading.get_ident())
+            return n
+
+        return op
+
+    batches: list[int] = []
+    apply = store._apply_batch
+
+    def counting(ops: list[object], retrying: bool) -> list[object]:
+        batches.append(len(ops))
+        return apply(ops, retrying)  # type: ignore[arg-type]
+
+    batcher = store._Batcher()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store, "_apply_batch", counting)
+        head = asyncio.create_task(batcher.submit(first))
+        await asyncio.to_thread(started.wait, 5)
+        rest = [asyncio.create_task(batcher.submit(later(n))) for n in range(5)]
+        await asyncio.sleep(0.01)
+        release.set()
+        assert await head == "first"
+        assert await asyncio.gather(*rest) == [0, 1, 2, 3, 4]
+    assert batches == [1, 5]
+    assert threads == {await sync_to_async(threading.get_ident)()}
+
+
+async def test_a_batch_that_lost_its_connection_is_retried_and_its_writers_hear_only_the_outcome() -> None:
+    from django.db import OperationalError
+
+    from runs import store
+
+    apply = store._apply_batch
+    calls: list[bool] = []
+
+    def flaky(ops: list[object], retrying: bool) -> list[object]:
+        calls.append(retrying)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return apply(ops, retrying)  # type: ignore[arg-type]
+
+    batcher = store._Batcher()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store, "_apply_batch", flaky)
+        assert await batcher.submit(lambda retrying: ("done", retrying)) == ("done", True)
+        assert await batcher.submit(lambda retrying: "next") == "next"  # and the batcher goes on
+    assert calls == [False, True, False]
+
+
+async def test_a_cancelled_writer_leaves_its_write_committed_and_the_batcher_going() -> None:
+    from runs import store
+
+    started, release = threading.Event(), threading.Event()
+    done: list[str] = []
+
+    def slow(retrying: bool) -> None:
+        started.set()
+        release.wait(5)
+        done.append("slow")
+
+    batcher = store._Batcher()
+    writer = asyncio.create_task(batcher.submit(slow))
+    await asyncio.to_thread(started.wait, 5)
+    writer.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    assert await batcher.submit(lambda retrying: "after") == "after"
+    assert done == ["slow"]
