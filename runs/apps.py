@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -15,6 +16,9 @@ class RunsConfig(AppConfig):
 
         post_migrate.connect(_repair_search_index, sender=self)
         post_migrate.connect(_repair_webhook_trigger, sender=self)
+        from .sqlite_wal import connection_created as start_wal_checkpoints
+
+        connection_created.connect(start_wal_checkpoints)
 
 
 def _repair_search_index(using: str = "default", **kwargs: Any) -> None:
