@@ -82,11 +82,13 @@ def test_a_long_run_pages_older_and_newer(page: Any, long_run: str) -> None:
     expect(page).to_have_url(re.compile(rf"before_seq={N - 99}$"))
     assert _shown(page) == list(range(N - 100, N - 200, -1))
     page.locator("#older-link").click()
+    expect(page).to_have_url(re.compile(rf"before_seq={N - 199}$"))  # the new page, not the old one
     assert _shown(page) == list(range(N - 200, N - 300, -1))
     page.locator("#newer-link").click()
     expect(page).to_have_url(re.compile(rf"after_seq={N - 200}$"))
     assert _shown(page) == list(range(N - 100, N - 200, -1))
     page.locator("#newest-link").click()
+    expect(page).not_to_have_url(re.compile(r"_seq="))
     assert _shown(page) == list(range(N, N - 100, -1))
 
 
