@@ -448,7 +448,7 @@ async def _watch_runs(wait: Callable[[], Awaitable[None]], send: Callable[[live.
 
 async def _poll_runs_list() -> None:
     async def send(message: live.RunMessage) -> None:
-        _shared_polls.deliver(live.RUNS_GROUP, "run.changed", message)
+        await _shared_polls.deliver(live.RUNS_GROUP, "run.changed", message)
 
     await _watch_runs(_poll_wait(live.RUNS_GROUP), send)
 
@@ -478,7 +478,7 @@ async def _check_run(run_id: uuid.UUID, group: str, count: int, status: str | No
         run = await database_sync_to_async(_run_message)(run_id)
         if run is not None and (run["checkpoint_count"], run["status"]) != (count, status):
             count, status = run["checkpoint_count"], run["status"]
-            _shared_polls.deliver(group, "run.changed", run)
+            await _shared_polls.deliver(group, "run.changed", run)
 
 
 async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | None) -> None:
@@ -489,7 +489,7 @@ async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | No
         await asyncio.sleep(POLL_SECONDS)
         rows = await database_sync_to_async(_checkpoints_after)(run_id, cursor)
         for message in rows:
-            _shared_polls.deliver(group, "checkpoint.created", message)
+            await _shared_polls.deliver(group, "checkpoint.created", message)
             cursor = message["seq"]
         if len(rows) == CATCH_UP_CHUNK:
             continue  # more to come: the status after them
@@ -497,14 +497,14 @@ async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | No
         if run is not None and run["status"] != status:
             status = run["status"]
             # Pages send checkpoints committed before the change first (run_changed).
-            _shared_polls.deliver(group, "run.changed", run)
+            await _shared_polls.deliver(group, "run.changed", run)
         if status == "running" or seen:
             # No relay reaches this process: the snapshots stand in for it.
             changed, ended = await database_sync_to_async(streams.poll_snapshots)(run_id, seen)
             for stream in changed:
-                _shared_polls.deliver(group, "stream.delta", stream)
+                await _shared_polls.deliver(group, "stream.delta", stream)
             for end in ended:
-                _shared_polls.deliver(group, "stream.end", end)
+                await _shared_polls.deliver(group, "stream.end", end)
 
 
 class _SharedPolls:
@@ -533,9 +533,9 @@ class _SharedPolls:
             if task is not None:
                 task.cancel()
 
-    def deliver(self, group: str, kind: str, message: Any) -> None:
+    async def deliver(self, group: str, kind: str, message: Any) -> None:
         # As if relayed: the hub hands it to this process's pages of the group.
-        fanout.hub().fan_out(group, {"type": kind, "message": message})
+        await fanout.hub().fan_out(group, {"type": kind, "message": message})
 
 
 async def _keep_polling(poll: Callable[[], Awaitable[None]]) -> None:

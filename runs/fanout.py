@@ -27,6 +27,8 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 
 log = logging.getLogger("runs.live")
 
+SLICE = 25  # pages written between two turns of the event loop
+
 
 class Frames:
     """The frames built for one group message, shared by the pages it is handed to."""
@@ -49,7 +51,7 @@ class Member(Protocol):
 
 
 class _Group:
-    __slots__ = ("members", "ready", "channel", "reader", "last_message")
+    __slots__ = ("members", "ready", "channel", "reader", "last_message", "fanning")
 
     def __init__(self) -> None:
         self.members: set[Member] = set()
@@ -57,6 +59,7 @@ class _Group:
         self.channel = ""
         self.reader: asyncio.Task[None] | None = None
         self.last_message = -math.inf  # loop time of the last message from the layer
+        self.fanning = asyncio.Lock()  # one message at a time, so each page gets them in order
 
 
 class Hub:
@@ -99,18 +102,25 @@ class Hub:
         entry = self.groups.get(group)
         return self.loop.time() - entry.last_message if entry is not None else math.inf
 
-    def fan_out(self, group: str, event: dict[str, Any]) -> None:
+    async def fan_out(self, group: str, event: dict[str, Any]) -> None:
         """Hand `event` to every local member of `group` (the layer's messages, and the shared
-        database polls' on the in-memory layer)."""
+        database polls'), in order with the group's other messages."""
         entry = self.groups.get(group)
         if entry is None:
             return
-        frames = Frames()
-        for member in tuple(entry.members):
-            try:
-                member.deliver(event, frames)
-            except Exception:  # one broken page must not starve the others
-                log.warning("could not deliver to a live page", exc_info=True)
+        async with entry.fanning:
+            frames = Frames()
+            for i, member in enumerate(tuple(entry.members)):
+                if i and not i % SLICE:
+                    # Frames go out only when the loop polls the sockets: let the first pages'
+                    # go while the rest are written, so clients start reading sooner.
+                    await asyncio.sleep(0)
+                    if member not in entry.members:
+                        continue
+                try:
+                    member.deliver(event, frames)
+                except Exception:  # one broken page must not starve the others
+                    log.warning("could not deliver to a live page", exc_info=True)
 
     async def _subscribe(self, group: str, entry: _Group) -> None:
         if self.layer is None:
@@ -136,7 +146,7 @@ class Hub:
                 await asyncio.sleep(1)
                 continue
             entry.last_message = self.loop.time()
-            self.fan_out(group, event)
+            await self.fan_out(group, event)
 
     async def _unsubscribe(self, group: str, entry: _Group) -> None:
         assert entry.ready is not None
@@ -182,6 +192,7 @@ class Outbox:
         self._frames: deque[str] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._room = asyncio.Event()
+        self._waiting = 0
         self.closed = False
 
     @property
@@ -205,7 +216,11 @@ class Outbox:
             if self.closed:
                 return
             self._room.clear()
-            await self._room.wait()
+            self._waiting += 1
+            try:
+                await self._room.wait()
+            finally:
+                self._waiting -= 1
 
     def close(self) -> None:
         self.closed = True
@@ -219,7 +234,8 @@ class Outbox:
             while self._frames:
                 await self._write(self._frames[0])
                 self._frames.popleft()
-                self._room.set()
+                if self._waiting:
+                    self._room.set()
         except asyncio.CancelledError:
             raise
         except Exception:  # the socket is gone: its disconnect cleans up
