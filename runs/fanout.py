@@ -168,6 +168,11 @@ class Hub:
 _hubs: dict[tuple[asyncio.AbstractEventLoop, BaseChannelLayer | None], Hub] = {}
 
 
+def subscriptions() -> list[str]:
+    """The groups this process holds a subscription for (on any loop)."""
+    return [group for found in _hubs.values() for group in found.groups]
+
+
 def hub() -> Hub:
     """The hub of the running loop and the configured channel layer."""
     layer = get_channel_layer()
