@@ -9,9 +9,9 @@ handed to every local page in one synchronous pass (`Member.deliver`) with one `
 cache, so N pages cost N socket writes, not N deliveries.
 
 A page writes through its `Outbox`: a write that does not wait (daphne's never do) completes
-on the spot; a socket that stops taking frames queues at most `limit` of them and then
-drops the rest, which the page fills from the database by seq, so it never holds up the
-others.
+on the spot. Behind a write that waits, frames queue (at most `limit`) and later messages go
+to the page's own handlers, which wait for room; the hub never waits for a socket, so a
+slow or closed one holds up no other (consumers.INBOX_LIMIT bounds what a page may owe).
 """
 
 from __future__ import annotations
