@@ -44,13 +44,6 @@ timeout kills daphne, workers and Redis with it.
    RedisChannelLayer's capacity to 2000 (default 100, shared by all consumers of one process);
    `redis-pubsub` uses channels_redis' RedisPubSubChannelLayer. `--profile-daphne` runs daphne
    under cProfile and prints its top functions to stderr.
-   BENCH CHANGE (client side only): `--client-procs P` spreads each scenario's N clients over P
-   client processes (`live.py --client-proc`, each with its own event loop; default 1: all
-   clients in the bench's own process, as before). Real browsers are separate processes; one
-   Python process parsing 200 copies of each frame one after another adds its own queue to
-   the figure (about 0.1 ms per frame, ~20 ms per step at 200 clients). The measured figure is
-   unchanged: each client's receive time on CLOCK_MONOTONIC minus the step's completion;
-   `client_loop_lag` and `cpu_s.bench_clients` then cover the client processes.
 2. explorer (`explorer.<backend>.<rows>`): synthetic checkpoints bulk-loaded in SQL (PostgreSQL:
    INSERT ... SELECT generate_series; SQLite: a recursive CTE INSERT), secondary indexes dropped
    during the load and rebuilt after (PostgreSQL: ANALYZE after; SQLite: no ANALYZE, as deployed).
@@ -546,20 +539,6 @@ class WatchClient:
         self.done = asyncio.Event()
         self.error: str | None = None
 
-    RECORDED = ("got", "statuses", "final_count", "terminal_count", "status_before_last_checkpoint", "error")
-
-    def record(self) -> dict[str, Any]:
-        """What a client process (--client-procs) hands back to the bench."""
-        return {key: getattr(self, key) for key in self.RECORDED}
-
-    @classmethod
-    def from_record(cls, base: str, run_id: str, session: str, record: dict[str, Any]) -> WatchClient:
-        client = cls(base, run_id, session)
-        for key in cls.RECORDED:
-            setattr(client, key, record[key])
-        client.got = [tuple(g) for g in record["got"]]  # type: ignore[misc]
-        return client
-
     async def run(self) -> None:
         from websockets.asyncio.client import connect
 
@@ -648,68 +627,6 @@ async def finish_clients(clients: list[WatchClient], tasks: list[asyncio.Task[No
             task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return late
-
-
-def client_proc(base: str, run_id: str, session: str, count: int, timeout: float) -> None:
-    """`live.py --client-proc BASE RUN SESSION COUNT TIMEOUT` (--client-procs): COUNT clients in
-    this process. Prints `ready` once each is subscribed, then one JSON line with what each got
-    once the run ended for all (or TIMEOUT passed)."""
-
-    async def main() -> dict[str, Any]:
-        clients = [WatchClient(base, run_id, session) for _ in range(count)]
-        tasks = await open_clients(clients)
-        lag: list[float] = []
-        stop = asyncio.Event()
-        lagger = asyncio.create_task(loop_lag(stop, lag))
-        t0 = os.times()
-        print("ready", flush=True)
-        late = await finish_clients(clients, tasks, timeout)
-        t1 = os.times()
-        stop.set()
-        await lagger
-        cpu = (t1.user + t1.system) - (t0.user + t0.system)
-        return {"clients": [c.record() for c in clients], "late": late, "lag": lag, "cpu_s": cpu}
-
-    print(json.dumps(asyncio.run(main())), flush=True)
-
-
-class ClientProcs:
-    """N clients spread over `procs` client processes (--client-procs): started and subscribed by
-    `open`, read back by `finish` as WatchClients on the parent's side."""
-
-    def __init__(self, base: str, run_id: str, session: str, n: int, procs: int, timeout: float) -> None:
-        self.args = (base, run_id, session)
-        counts = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
-        self.procs = [
-            subprocess.Popen(
-                [PY, str(HERE), "--client-proc", base, run_id, session, str(count), str(timeout)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for count in counts
-            if count
-        ]
-
-    async def open(self) -> None:
-        for proc in self.procs:
-            assert proc.stdout is not None
-            line = await asyncio.to_thread(proc.stdout.readline)
-            if line.strip() != "ready":
-                raise RuntimeError(f"a client process did not subscribe (said {line!r})")
-
-    async def finish(self) -> tuple[list[WatchClient], int, list[float], float]:
-        """(clients, how many timed out, loop lag samples, client CPU seconds)."""
-        outs = await asyncio.gather(*(asyncio.to_thread(p.communicate) for p in self.procs))
-        clients: list[WatchClient] = []
-        late, lag, cpu = 0, [], 0.0
-        for out, _ in outs:
-            report = json.loads(out.strip().splitlines()[-1])
-            clients += [WatchClient.from_record(*self.args, r) for r in report["clients"]]
-            late += report["late"]
-            lag += report["lag"]
-            cpu += report["cpu_s"]
-        return clients, late, lag, cpu
 
 
 def parse_time(value: str) -> float:
@@ -895,32 +812,19 @@ def child_latency(args: argparse.Namespace) -> dict[str, Any]:
 
         async def scenario(n: int) -> dict[str, Any]:
             (run_id,) = await sync_to_async(create_held_runs)(1, args.steps, args.sleep)
-            timeout = args.steps * args.sleep * 4 + 60
-            spread = args.client_procs > 1 and n > 1
-            if spread:
-                procs = ClientProcs(services.servers[0], run_id, session, n, args.client_procs, timeout)
-                await procs.open()
-            else:
-                clients = [WatchClient(services.servers[0], run_id, session) for _ in range(n)]
-                tasks = await open_clients(clients)
+            clients = [WatchClient(services.servers[0], run_id, session) for _ in range(n)]
+            tasks = await open_clients(clients)
             services.check_alive()
             lag: list[float] = []
             stop_lag = asyncio.Event()
             lagger = asyncio.create_task(loop_lag(stop_lag, lag))
             cpu0, self0, t0 = services.cpu(), os.times(), time.monotonic()
             await sync_to_async(release_runs)([run_id])
-            if spread:
-                clients, late, lag_procs, clients_cpu = await procs.finish()
-            else:
-                late = await finish_clients(clients, tasks, timeout=timeout)
+            late = await finish_clients(clients, tasks, timeout=args.steps * args.sleep * 4 + 60)
             wall = time.monotonic() - t0
             cpu1, self1 = services.cpu(), os.times()
             stop_lag.set()
             await lagger
-            if spread:
-                lag = lag_procs  # the clients' loops, not this idle one's
-            else:
-                clients_cpu = (self1.user + self1.system) - (self0.user + self0.system)
             db = await sync_to_async(db_checkpoints)([run_id])
             statuses = await sync_to_async(run_statuses)([run_id])
             return {
@@ -931,12 +835,11 @@ def child_latency(args: argparse.Namespace) -> dict[str, Any]:
                 "db_seqs_contiguous": db[run_id]["seqs"] == list(range(1, len(db[run_id]["seqs"]) + 1)),
                 "clients_complete": sum(1 for c in clients if c.final_count is not None),
                 "clients_timed_out": late,
-                "client_processes": min(args.client_procs, n) if spread else 1,
                 "wall_s": round(wall, 2),
                 "client_loop_lag": dist_ms(lag),
                 "cpu_s": {
                     **{k: round(cpu1[k] - cpu0[k], 2) for k in cpu0},
-                    "bench_clients": round(clients_cpu, 2),
+                    "bench_clients": round((self1.user + self1.system) - (self0.user + self0.system), 2),
                 },
                 "_clients": clients,
                 "_db": db,
@@ -969,7 +872,6 @@ def child_latency(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = {
             "variant": variant,
             "processes": PROCESSES.get(layer, "daphne + a separate `manage.py wfworker`"),
-            "client_processes": args.client_procs,
             "settings": child_settings(env),
             "repeats": args.repeats,
             "candidate": bool(flags) or layer in ("redis-pubsub", "redis-core"),
@@ -1521,10 +1423,6 @@ def main() -> None:
         rest = sys.argv[3:]
         worker_shim(sys.argv[2], rest[1:] if rest[:1] == ["--"] else rest)
         return
-    if len(sys.argv) > 1 and sys.argv[1] == "--client-proc":
-        base, run_id, session, count, timeout = sys.argv[2:7]
-        client_proc(base, run_id, session, int(count), float(timeout))
-        return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1 and 20 clients; 100k and 1M rows")
     p.add_argument("--only", choices=["latency", "explorer"], help="one section")
@@ -1544,12 +1442,6 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs per (layer, clients); fresh run and clients each")
     p.add_argument("--query-repeats", type=int, default=5, help="timings per explorer query")
     p.add_argument("--profile-daphne", action="store_true", help="run daphne under cProfile; stats to stderr")
-    p.add_argument(
-        "--client-procs",
-        type=int,
-        default=1,
-        help="spread each scenario's clients over this many client processes (default 1: all in the bench's own)",
-    )
     # internal: child sections
     p.add_argument("--child", choices=["latency", "explorer"], help=argparse.SUPPRESS)
     p.add_argument("--layer", help=argparse.SUPPRESS)
@@ -1603,7 +1495,6 @@ def main() -> None:
                 argv = ["--child", "latency", "--layer", layer, "--clients", ",".join(map(str, clients))]
                 argv += ["--steps", str(args.steps), "--sleep", str(args.sleep), "--repeats", str(args.repeats)]
                 argv += ["--profile-daphne"] if args.profile_daphne else []
-                argv += ["--client-procs", str(args.client_procs)]
                 per_run = args.steps * args.sleep * 4 + 60
                 timeout = 300 + per_run * args.repeats * (len(clients) + 1)
                 report["latency"][layer] = run_child(argv, timeout, f"latency/{layer}")
