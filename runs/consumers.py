@@ -10,6 +10,11 @@ receive, then the newest CATCH_UP_LIMIT in order, never an unbounded backlog. Th
 limit is the run page's window, so a page showing the newest window just replaces
 its rows; any other page counts them and offers to reload. A client within the
 limit still gets every checkpoint exactly once, in order, across reconnects.
+
+Group messages reach pages through this process's hub (runs/fanout.py): one subscription
+per group, each message handed to every local page in one pass. A page writes what needs
+no database at once (`deliver_now`); the rest (a gap, a catch-up in progress) waits in the
+page's inbox for its handler, in order.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
@@ -30,13 +36,13 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from . import access, live, metrics, streams, timeline
+from . import access, fanout, live, metrics, streams, timeline
 from .models import Checkpoint, Run
 
 # How often each process polls the database for the runs its pages watch when the channel
 # layer cannot carry messages from other processes (the in-memory layer): one query per
-# watched run, however many pages watch it, so it can be frequent. With Redis, pages poll
-# only as a safety net for messages lost while Redis was away, and only when quiet.
+# watched run, however many pages watch it, so it can be frequent. With Redis, the poll is
+# only a safety net for messages lost while Redis was away, and runs only when quiet.
 POLL_SECONDS = getattr(settings, "WFDASH_LIVE_POLL_SECONDS", 0.2)
 SAFETY_POLL_SECONDS = getattr(settings, "WFDASH_LIVE_SAFETY_POLL_SECONDS", 5.0)
 
@@ -44,6 +50,11 @@ SAFETY_POLL_SECONDS = getattr(settings, "WFDASH_LIVE_SAFETY_POLL_SECONDS", 5.0)
 CATCH_UP_CHUNK = 500  # what one shared database poll reads at a time
 BAD_FRAME = 4400  # a frame that is not JSON (pages send nothing)
 CATCH_UP_LIMIT = timeline.WINDOW  # at most what one catch-up sends (see the docstring)
+# Frames queued for one socket that is not taking them (the page's own sends wait beyond it),
+# and messages waiting for one page before it is closed to reconnect and catch up by seq.
+OUTBOX_LIMIT = 2 * CATCH_UP_LIMIT
+INBOX_LIMIT = 10 * CATCH_UP_LIMIT
+TRY_AGAIN = 1013  # not a 44xx refusal: the page reconnects with ?after=<seq>
 log = logging.getLogger("runs.live")
 LOOKBACK = timedelta(seconds=2)
 
@@ -65,14 +76,28 @@ def run_html(message: live.RunMessage) -> str:
     return render_to_string("runs/_run_row.html", {"r": message})
 
 
-class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    # Channels closes stale database connections before every message, one thread
-    # hop each; with hundreds of pages open that hop dominates delivery latency.
-    # Relayed announcements touch the database only through database_sync_to_async,
-    # which does the same cleanup in its own thread, so they skip it.
-    RELAYED = frozenset({"checkpoint.created", "run.changed", "stream.delta", "stream.end"})
+def run_frame(message: live.RunMessage) -> str:
+    return json.dumps({**message, "html": run_html(message)})
 
-    last_relayed = 0.0
+
+class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """A live page: group messages come from this process's hub (runs/fanout.py), which
+    hands each to `deliver`; frames go out through the page's outbox, in order."""
+
+    # No channel of its own: the hub holds the process's one subscription per group.
+    channel_layer_alias = None
+
+    joined: str | None = None
+    hub: fanout.Hub | None = None
+    outbox: fanout.Outbox | None = None
+    drainer: asyncio.Task[None] | None = None
+    polled_group: str | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # also when the server cancels the page without a disconnect message
+            await self.leave()
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         metrics.LIVE_CONNECTIONS.inc()  # paired with websocket_disconnect, however connect() ends
@@ -82,33 +107,81 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         metrics.LIVE_CONNECTIONS.dec()
         await super().websocket_disconnect(message)
 
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        if message.get("type") in self.RELAYED:
-            self.last_relayed = asyncio.get_running_loop().time()
-            await getattr(self, message["type"].replace(".", "_"))(message)
-        else:
-            await super().dispatch(message)
+    async def join(self, group: str) -> None:
+        """Receive `group`'s messages (`deliver`) from now on."""
+        self.inbox: deque[dict[str, Any]] = deque()
+        self.outbox = fanout.Outbox(self._write, OUTBOX_LIMIT)
+        self.hub, self.joined = fanout.hub(), group
+        await self.hub.join(group, self)
 
-    def start_polling(
-        self, group: str, own_poll: Callable[[], Coroutine[Any, Any, None]], shared_poll: Callable[[], Awaitable[None]]
-    ) -> None:
-        """With Redis, each page keeps its own slow safety poll. On the in-memory layer the
-        database is the only way news from other processes arrives: one poll per group and
-        process hands what it finds to every page of that group, instead of one poll per
-        page (200 pages polling twice a second saturated the database thread)."""
-        self.polled_group: str | None = None
-        self.poller: asyncio.Task[None] | None = None
-        if live.cross_process():
-            self.poller = asyncio.create_task(own_poll())
+    async def leave(self) -> None:
+        self.stop_polling()
+        if self.drainer is not None:
+            self.drainer.cancel()
+        if self.outbox is not None:
+            self.outbox.close()
+        group, self.joined = self.joined, None
+        if group is not None and self.hub is not None:
+            await self.hub.leave(group, self)
+
+    async def _write(self, frame: str) -> None:
+        await self.base_send({"type": "websocket.send", "text": frame})
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # Text frames queue behind what the hub handed over, so they keep their order.
+        if self.outbox is not None and text_data is not None and bytes_data is None and not close:
+            await self.outbox.put(text_data)
         else:
-            self.polled_group = group
-            _shared_polls.join(group, self, shared_poll)
+            await super().send(text_data, bytes_data, close)
+
+    def deliver(self, event: dict[str, Any], frames: fanout.Frames) -> None:
+        """From the hub: what needs no wait is written now; the rest waits its turn."""
+        if self.outbox is None or self.outbox.closed:
+            return  # the socket is gone or being closed; its disconnect leaves the group
+        if not (self.ready() and self.deliver_now(event, frames)):
+            self.defer(event)
+
+    def ready(self) -> bool:
+        """Nothing is ahead of a new message: no deferred one, no catch-up, no queued frame."""
+        idle = self.outbox is not None and self.outbox.idle
+        return idle and not self.inbox and (self.drainer is None or self.drainer.done())
+
+    def deliver_now(self, event: dict[str, Any], frames: fanout.Frames) -> bool:
+        """Handle `event` without waiting, or return False to have it handled in turn."""
+        return False
+
+    def defer(self, event: dict[str, Any]) -> None:
+        if len(self.inbox) >= INBOX_LIMIT:
+            # Hopelessly behind (its socket takes nothing): the page reconnects with ?after=<seq>
+            # and catches up from the database, instead of this process holding its backlog.
+            self.inbox.clear()
+            if self.outbox is not None:
+                self.outbox.close()
+            if self.drainer is not None:
+                self.drainer.cancel()
+            self.drainer = asyncio.get_running_loop().create_task(self.close(code=TRY_AGAIN))
+            return
+        self.inbox.append(event)
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self.inbox:
+            event = self.inbox.popleft()
+            try:
+                await getattr(self, event["type"].replace(".", "_"))(event)
+            except Exception:  # the database is away: the next message or poll fills the gap
+                log.warning("could not relay %s to a live page", event["type"], exc_info=True)
+
+    def start_polling(self, group: str, poll: Callable[[], Awaitable[None]]) -> None:
+        """One poll per group and process, handing what it finds to the group's pages through
+        the hub, however many pages watch (200 pages polling on their own saturated the one
+        database thread, and each held its page's lock meanwhile)."""
+        self.polled_group = group
+        _shared_polls.join(group, self, poll)
 
     def stop_polling(self) -> None:
-        poller = getattr(self, "poller", None)
-        if poller is not None:
-            poller.cancel()
-        group = getattr(self, "polled_group", None)
+        group, self.polled_group = self.polled_group, None
         if group is not None:
             _shared_polls.leave(group, self)
 
@@ -119,16 +192,6 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         except (ValueError, UnicodeDecodeError, RecursionError):
             log.info("closing a live socket that sent a frame that is not JSON")
             await self.close(code=BAD_FRAME)
-
-    async def wait_to_poll(self) -> None:
-        """Sleep until a page's next safety poll (Redis): it only covers messages lost while
-        Redis was away, so it is skipped while messages flow (a gap shows in the next seq),
-        and spread out so pages do not poll in step."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(SAFETY_POLL_SECONDS * (0.5 + random.random()))
-            if loop.time() - self.last_relayed >= SAFETY_POLL_SECONDS:
-                return
 
 
 class RunConsumer(_LiveConsumer):
@@ -156,23 +219,59 @@ class RunConsumer(_LiveConsumer):
         self.last_status: str | None = None
         self.streams = streams.PageStreams()
         self.healing: dict[int, asyncio.Task[None]] = {}
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
-        await self.catch_up()
+        async with self.lock:  # what arrives meanwhile waits for the catch-up, then drops what it sent
+            await self.join(self.group)
+            await self.accept()
+            await self._catch_up()
         # A poll started now picks up right after what this page just caught up to; pages
         # that join later are in the group before their own catch-up, so none misses a seq.
         cursor, status = self.cursor, self.last_status
-        self.start_polling(self.group, self.poll, lambda: _poll_run(self.run_id, self.group, cursor, status))
+        poll = _check_run if live.cross_process() else _poll_run
+        self.start_polling(self.group, partial(poll, self.run_id, self.group, cursor, status))
 
     async def disconnect(self, code: int) -> None:
-        self.stop_polling()
         for task in getattr(self, "healing", {}).values():
             task.cancel()
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.leave()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         pass  # the page only listens
+
+    def deliver_now(self, event: dict[str, Any], frames: fanout.Frames) -> bool:
+        # The common case, written by the hub for every page in one pass. It is the handlers
+        # below without their waits: anything that needs the database takes their path.
+        if self.lock.locked():
+            return False
+        kind, message = event["type"], event["message"]
+        if kind == "checkpoint.created":
+            if message["seq"] <= self.cursor:
+                return True
+            if message["seq"] != self.cursor + 1:
+                return False  # a gap: filled from the database
+            self._offer(frames.get("checkpoint", partial(checkpoint_frame, message)))
+            self.cursor = message["seq"]
+        elif kind == "run.changed":
+            if message["checkpoint_count"] > self.cursor:
+                return False  # its checkpoints first, from the database
+            self.last_status = message["status"]
+            self._offer(frames.get("run", partial(run_frame, message)))
+        elif kind == "stream.delta":
+            out, gap = self.streams.admit(message)
+            if out is not None:
+                # Pages that had the same text get the same frame.
+                self._offer(frames.get(("stream", out["offset"], out["reset"]), partial(json.dumps, out)))
+            if gap:
+                self._heal(message["execution"])
+        elif kind == "stream.end":
+            self._stream_ended(message)
+            self._offer(frames.get("stream.end", partial(json.dumps, message)))
+        else:
+            return False
+        return True
+
+    def _offer(self, frame: str) -> None:
+        assert self.outbox is not None
+        self.outbox.offer(frame)  # idle (deliver checked): written now, or the socket is closed
 
     async def checkpoint_created(self, event: dict[str, Any]) -> None:
         message: live.CheckpointMessage = event["message"]
@@ -191,21 +290,21 @@ class RunConsumer(_LiveConsumer):
             if message["checkpoint_count"] > self.cursor:
                 await self._send_missing()
             self.last_status = message["status"]
-            await self.send_json({**message, "html": run_html(message)})
+            await self.send(text_data=run_frame(message))
 
-    async def catch_up(self) -> None:
-        async with self.lock:
+    async def _catch_up(self) -> None:
+        """Send what the page lacks (its lock held)."""
+        await self._send_missing()
+        run = await self._load_run()
+        if run is not None and run["checkpoint_count"] > self.cursor:
             await self._send_missing()
-            run = await self._load_run()
-            if run is not None and run["checkpoint_count"] > self.cursor:
-                await self._send_missing()
-            if run is not None:
-                self.last_status = run["status"]
-                await self.send_json({**run, "html": run_html(run)})
-            if run is not None and run["status"] == "running":
-                # The text running steps have streamed so far (deltas after it are queued).
-                for snapshot in await database_sync_to_async(streams.stream_snapshots)(self.run_id):
-                    await self._send_stream(snapshot)
+        if run is not None:
+            self.last_status = run["status"]
+            await self.send(text_data=run_frame(run))
+        if run is not None and run["status"] == "running":
+            # The text running steps have streamed so far (deltas after it are queued).
+            for snapshot in await database_sync_to_async(streams.stream_snapshots)(self.run_id):
+                await self._send_stream(snapshot)
 
     async def stream_delta(self, event: dict[str, Any]) -> None:
         message: live.StreamMessage = event["message"]
@@ -215,18 +314,24 @@ class RunConsumer(_LiveConsumer):
     async def stream_end(self, event: dict[str, Any]) -> None:
         message: live.StreamEndMessage = event["message"]
         async with self.lock:
-            self.streams.ended(message["execution"])
-            healing = self.healing.pop(message["execution"], None)
-            if healing is not None:
-                healing.cancel()
+            self._stream_ended(message)
             await self.send_json(message)
+
+    def _stream_ended(self, message: live.StreamEndMessage) -> None:
+        self.streams.ended(message["execution"])
+        healing = self.healing.pop(message["execution"], None)
+        if healing is not None:
+            healing.cancel()
 
     async def _send_stream(self, message: live.StreamMessage) -> None:
         out, gap = self.streams.admit(message)
         if out is not None:
             await self.send_json(out)
-        execution = message["execution"]
-        if gap and execution not in self.healing:
+        if gap:
+            self._heal(message["execution"])
+
+    def _heal(self, execution: int) -> None:
+        if execution not in self.healing:
             self.healing[execution] = asyncio.create_task(self._fill_gap(execution))
 
     async def _fill_gap(self, execution: int) -> None:
@@ -246,19 +351,6 @@ class RunConsumer(_LiveConsumer):
         finally:
             if self.healing.get(execution) is asyncio.current_task():
                 del self.healing[execution]
-
-    async def poll(self) -> None:
-        while True:
-            await self.wait_to_poll()
-            async with self.lock:
-                await self._send_missing()
-                run = await self._load_run()
-                if run is not None and run["checkpoint_count"] > self.cursor:
-                    # Committed between the two reads: send them before the status.
-                    await self._send_missing()
-                if run is not None and run["status"] != self.last_status:
-                    self.last_status = run["status"]
-                    await self.send_json({**run, "html": run_html(run)})
 
     async def _send_missing(self) -> None:
         skipped, rows = await database_sync_to_async(_newest_after)(self.run_id, self.cursor)
@@ -312,26 +404,25 @@ class RunsListConsumer(_LiveConsumer):
         if refused is not None:
             await self.close(code=refused)
             return
-        await self.channel_layer.group_add(live.RUNS_GROUP, self.channel_name)
-        await self.accept()
-        self.start_polling(live.RUNS_GROUP, self.poll, _poll_runs_list)
+        await self.accept()  # the list has no catch-up: it was rendered just before
+        await self.join(live.RUNS_GROUP)
+        self.start_polling(live.RUNS_GROUP, _poll_runs_list)
 
     async def disconnect(self, code: int) -> None:
-        self.stop_polling()
-        await self.channel_layer.group_discard(live.RUNS_GROUP, self.channel_name)
+        await self.leave()
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         pass
 
+    def deliver_now(self, event: dict[str, Any], frames: fanout.Frames) -> bool:
+        if event["type"] != "run.changed":
+            return False
+        assert self.outbox is not None
+        self.outbox.offer(frames.get("run", partial(run_frame, event["message"])))
+        return True
+
     async def run_changed(self, event: dict[str, Any]) -> None:
-        message: live.RunMessage = event["message"]
-        await self.send_json({**message, "html": run_html(message)})
-
-    async def poll(self) -> None:
-        async def send(message: live.RunMessage) -> None:
-            await self.send_json({**message, "html": run_html(message)})
-
-        await _watch_runs(self.wait_to_poll, send)
+        await self.send(text_data=run_frame(event["message"]))
 
 
 async def _watch_runs(wait: Callable[[], Awaitable[None]], send: Callable[[live.RunMessage], Awaitable[None]]) -> None:
@@ -357,9 +448,37 @@ async def _watch_runs(wait: Callable[[], Awaitable[None]], send: Callable[[live.
 
 async def _poll_runs_list() -> None:
     async def send(message: live.RunMessage) -> None:
-        await _shared_polls.deliver(live.RUNS_GROUP, "run_changed", message)
+        await _shared_polls.deliver(live.RUNS_GROUP, "run.changed", message)
 
-    await _watch_runs(partial(asyncio.sleep, POLL_SECONDS), send)
+    await _watch_runs(_poll_wait(live.RUNS_GROUP), send)
+
+
+def _poll_wait(group: str) -> Callable[[], Awaitable[None]]:
+    if live.cross_process():
+        return partial(_wait_quiet, group)
+    return partial(asyncio.sleep, POLL_SECONDS)
+
+
+async def _wait_quiet(group: str) -> None:
+    """Sleep until the next safety poll (Redis): it only covers messages lost while Redis was
+    away, so it is skipped while messages flow (a gap shows in the next seq), and spread out
+    so the polls of many runs do not go in step."""
+    while True:
+        await asyncio.sleep(SAFETY_POLL_SECONDS * (0.5 + random.random()))
+        if fanout.hub().quiet_for(group) >= SAFETY_POLL_SECONDS:
+            return
+
+
+async def _check_run(run_id: uuid.UUID, group: str, count: int, status: str | None) -> None:
+    """With Redis, while the run's group is quiet: what a message lost while Redis was away
+    would have said. A page behind the run's checkpoint_count fills from the database
+    (run_changed), so only the run is read here."""
+    while True:
+        await _wait_quiet(group)
+        run = await database_sync_to_async(_run_message)(run_id)
+        if run is not None and (run["checkpoint_count"], run["status"]) != (count, status):
+            count, status = run["checkpoint_count"], run["status"]
+            await _shared_polls.deliver(group, "run.changed", run)
 
 
 async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | None) -> None:
@@ -370,7 +489,7 @@ async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | No
         await asyncio.sleep(POLL_SECONDS)
         rows = await database_sync_to_async(_checkpoints_after)(run_id, cursor)
         for message in rows:
-            await _shared_polls.deliver(group, "checkpoint_created", message)
+            await _shared_polls.deliver(group, "checkpoint.created", message)
             cursor = message["seq"]
         if len(rows) == CATCH_UP_CHUNK:
             continue  # more to come: the status after them
@@ -378,21 +497,21 @@ async def _poll_run(run_id: uuid.UUID, group: str, cursor: int, status: str | No
         if run is not None and run["status"] != status:
             status = run["status"]
             # Pages send checkpoints committed before the change first (run_changed).
-            await _shared_polls.deliver(group, "run_changed", run)
+            await _shared_polls.deliver(group, "run.changed", run)
         if status == "running" or seen:
             # No relay reaches this process: the snapshots stand in for it.
             changed, ended = await database_sync_to_async(streams.poll_snapshots)(run_id, seen)
             for stream in changed:
-                await _shared_polls.deliver(group, "stream_delta", stream)
+                await _shared_polls.deliver(group, "stream.delta", stream)
             for end in ended:
-                await _shared_polls.deliver(group, "stream_end", end)
+                await _shared_polls.deliver(group, "stream.end", end)
 
 
 class _SharedPolls:
     """One polling task per group in this process, alive while some page needs it.
 
-    What it finds goes straight to the pages' handlers, not through the in-memory channel
-    layer, whose every receive scans all channels and groups (quadratic in pages).
+    What it finds goes straight to the pages through the hub (as if relayed), not through
+    the in-memory channel layer, whose every send scans all channels and groups.
     """
 
     def __init__(self) -> None:
@@ -414,12 +533,9 @@ class _SharedPolls:
             if task is not None:
                 task.cancel()
 
-    async def deliver(self, group: str, handler: str, message: Any) -> None:
-        for page in list(self.pages.get(group, ())):
-            try:
-                await getattr(page, handler)({"message": message})
-            except Exception:  # one page's broken socket must not starve the others
-                log.warning("could not deliver to a live page", exc_info=True)
+    async def deliver(self, group: str, kind: str, message: Any) -> None:
+        # As if relayed: the hub hands it to this process's pages of the group.
+        await fanout.hub().fan_out(group, {"type": kind, "message": message})
 
 
 async def _keep_polling(poll: Callable[[], Awaitable[None]]) -> None:
