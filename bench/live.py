@@ -50,7 +50,7 @@ timeout kills daphne, workers and Redis with it.
    10,000 runs, run r has workflow r % 5; checkpoint i belongs to run i % 10000 with seq
    i // 10000 + 1, so runs interleave in time (10 ms apart); each workflow has its own 4 steps
    (20 step names), each step 3 input event types, outputs the next type (30 event types);
-   ctx_state is a 165-byte snapshot like a real chain checkpoint. Then each explorer query,
+   state is a 165-byte full state record like a real chain checkpoint. Then each explorer query,
    `filters.paginate(filters.checkpoint_filters(params)[0], before)` (50 rows + 1), is run once
    to warm up and 5 times timed: `median_ms`, `max_ms`, rows returned, and the query plan
    (PostgreSQL: EXPLAIN ANALYZE; SQLite: EXPLAIN QUERY PLAN).
@@ -970,7 +970,7 @@ t AS (SELECT i, r, seq, r %% {W} AS w, (r %% {W}) * 4 + seq %% 4 AS k FROM s),
 u AS (SELECT i, r, seq, w, k, (k * 3 + (seq / 4) %% 3) %% 30 AS ein FROM t),
 v AS (SELECT i, r, seq, w, k, ein, (ein + 1 + (seq %% 5 = 0)::int) %% 30 AS eout FROM u)
 INSERT INTO runs_checkpoint (id, run_id, workflow, seq, last_completed_step, input_event_type, output_event_type,
-                             input_event, output_event, ctx_state, created_at, duration_ms, usage)
+                             input_event, output_event, state, snapshot_seq, created_at, duration_ms, usage)
 SELECT ('c0000000' || lpad(to_hex(i + 1), 24, '0'))::uuid,
        ('00000000000040008000' || lpad(to_hex(r + 1), 12, '0'))::uuid,
        'workflow_' || w, seq,
@@ -979,7 +979,7 @@ SELECT ('c0000000' || lpad(to_hex(i + 1), 24, '0'))::uuid,
        'Event' || lpad(eout::text, 2, '0'),
        format('{{"type": "Event%%s", "data": {{"n": %%s}}}}', lpad(ein::text, 2, '0'), seq)::jsonb,
        format('{{"type": "Event%%s", "data": {{"n": %%s}}}}', lpad(eout::text, 2, '0'), seq + 1)::jsonb,
-       %(state)s::jsonb,
+       %(state)s::jsonb, seq,
        to_timestamp({base}) + i * interval '10 milliseconds' + interval '1 microsecond',
        (i %% 1000) / 10.0,
        NULL
@@ -989,7 +989,7 @@ FROM v
 SQLITE_INSERT = """
 WITH RECURSIVE g(i) AS (SELECT :lo UNION ALL SELECT i + 1 FROM g WHERE i + 1 < :hi)
 INSERT INTO runs_checkpoint (id, run_id, workflow, seq, last_completed_step, input_event_type, output_event_type,
-                             input_event, output_event, ctx_state, created_at, duration_ms, usage)
+                             input_event, output_event, state, snapshot_seq, created_at, duration_ms, usage)
 SELECT printf('c0000000%024x', i + 1),
        printf('00000000000040008000%012x', r + 1),
        'workflow_' || w, seq,
@@ -998,7 +998,7 @@ SELECT printf('c0000000%024x', i + 1),
        printf('Event%02d', eout),
        printf('{"type": "Event%02d", "data": {"n": %d}}', ein, seq),
        printf('{"type": "Event%02d", "data": {"n": %d}}', eout, seq + 1),
-       :state,
+       :state, seq,
        strftime('%Y-%m-%d %H:%M:%S', :base + i / 100, 'unixepoch') || printf('.%06d', (i % 100) * 10000 + 1),
        (i % 1000) / 10.0,
        NULL

@@ -37,7 +37,8 @@ def seq_param(params: Mapping[str, Any], key: str) -> int | None:
     value = str(params.get(key, "") or "").strip()
     if not value:
         return None
-    if not value.isdigit() or len(value) > 12:
+    # ASCII digits only: "²".isdigit() is true and int() refuses it.
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise FilterError(f"{key} must be a checkpoint number, got {value[:40]!r}")
     return int(value)
 

@@ -269,7 +269,7 @@ if WFDASH_TRACE_URL and (
 # delivery holds it for WFDASH_WEBHOOK_LEASE_SECONDS (kept above the request timeout).
 WFDASH_PUBLIC_URL = os.environ.get("WFDASH_PUBLIC_URL", "").rstrip("/")
 _delays = env_list("WFDASH_WEBHOOK_RETRY_DELAYS", ["5", "30", "120", "600", "1800", "3600", "7200", "14400"])
-if not all(d.replace(".", "", 1).isdigit() for d in _delays):
+if not all(d.isascii() and d.replace(".", "", 1).isdigit() for d in _delays):
     raise ImproperlyConfigured(f"WFDASH_WEBHOOK_RETRY_DELAYS must be seconds separated by commas, got {_delays!r}")
 WFDASH_WEBHOOK_RETRY_DELAYS = [float(d) for d in _delays]
 WFDASH_WEBHOOK_GIVE_UP_SECONDS = env_int("WFDASH_WEBHOOK_GIVE_UP_SECONDS", 24 * 3600)

@@ -165,3 +165,16 @@ def test_the_compare_pages_survive_any_query_string(
     run_id = run_with_checkpoint.run_id
     _ok(_get(signed_in, f"/runs/{run_id}/compare/", params))
     _ok(_get(signed_in, f"/runs/{run_id}/compare/{run_id}/", params))
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "1²", "⁴²"])
+def test_a_seq_in_other_digits_is_refused_not_a_500(
+    signed_in: Client, run_with_checkpoint: Checkpoint, value: str
+) -> None:
+    """Caught by the fuzz test: "²".isdigit() is true, and int("²") raises. The page refuses it
+    as it refuses any bad window parameter: back to the run's newest checkpoints, with a message."""
+    for key in ("before_seq", "after_seq"):
+        response = _get(signed_in, f"/runs/{run_with_checkpoint.run_id}/", {key: value})
+        assert response.status_code == 302 and key not in response["Location"], (key, value)
+        followed = signed_in.get(response["Location"])
+        assert followed.status_code == 200 and b"must be a checkpoint number" in followed.content
