@@ -40,9 +40,12 @@ SEARCH_TABLE = "runs_checkpoint_search"
 FTS_TABLE = "runs_checkpoint_fts"
 QUEUE_TABLE = "runs_checkpoint_search_queue"
 MAX_CHARS = 100_000
-# Queued checkpoints indexed per transaction: a worker's batch holds SQLite's write lock, and
-# the durable writes of the runs it executes wait behind it.
+# Queued checkpoints indexed per transaction by a search catching up.
 BATCH = 64
+# ... and by a worker's background task: its batch holds the database thread the runs' durable
+# writes go through (and SQLite's write lock), so it is kept to a few milliseconds; writes
+# that arrive meanwhile go before its next batch.
+WORKER_BATCH = 16
 
 # -- SQLite ------------------------------------------------------------------------
 
@@ -91,7 +94,7 @@ SQLITE_CHECKPOINT_TRIGGERS = [
         DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id = old.id;
         INSERT INTO {QUEUE_TABLE} (checkpoint_id) VALUES (new.id); END""",
 ]
-# The first BATCH queued checkpoints (%s: their highest queue id), indexed again from scratch.
+# The first queued checkpoints (%s: the highest queue id taken), indexed again from scratch.
 SQLITE_INDEX_QUEUED = [
     f"""DELETE FROM {SEARCH_TABLE} WHERE checkpoint_id IN (SELECT checkpoint_id FROM {QUEUE_TABLE} WHERE id <= %s)""",
     f"""INSERT INTO {SEARCH_TABLE} (checkpoint_id, body)
@@ -202,14 +205,14 @@ POSTGRESQL_UNINSTALL = [
 ]
 
 
-def _postgresql_index_queued(lock: str) -> str:
-    """Take up to BATCH queued checkpoints off the queue and index them again from scratch; the
+def _postgresql_index_queued(lock: str, limit: int) -> str:
+    """Take up to `limit` queued checkpoints off the queue and index them again from scratch; the
     statement's one row is how many it took. `lock`: "SKIP LOCKED" leaves another indexer's batch
     to it (workers); plain "FOR UPDATE" waits for it to commit (a search catching up must not
     run before a batch another indexer is writing)."""
     return f"""WITH batch AS (
             DELETE FROM {QUEUE_TABLE}
-            WHERE id IN (SELECT id FROM {QUEUE_TABLE} ORDER BY id LIMIT {BATCH} FOR UPDATE {lock})
+            WHERE id IN (SELECT id FROM {QUEUE_TABLE} ORDER BY id LIMIT {int(limit)} FOR UPDATE {lock})
             RETURNING checkpoint_id),
         docs AS (SELECT c.id, {SEARCH_TABLE}_doc(c.input_event, c.output_event, c.state) AS body
                  FROM runs_checkpoint c WHERE c.id IN (SELECT checkpoint_id FROM batch)),
@@ -266,16 +269,16 @@ def repair(connection: Any) -> bool:
 # -- indexing the queue ------------------------------------------------------------------
 
 
-def index_pending(connection: Any, *, wait: bool = False) -> int:
-    """Index up to BATCH queued checkpoints in one transaction; how many were taken off the
-    queue (fewer than BATCH: it is empty now, but for what others are indexing unless `wait`)."""
+def index_pending(connection: Any, *, wait: bool = False, limit: int = BATCH) -> int:
+    """Index up to `limit` queued checkpoints in one transaction; how many were taken off the
+    queue (fewer than `limit`: it is empty now, but for what others are indexing unless `wait`)."""
     from django.db import transaction
 
     with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(_postgresql_index_queued("" if wait else "SKIP LOCKED"))
+            cursor.execute(_postgresql_index_queued("" if wait else "SKIP LOCKED", limit))
             return int(cursor.fetchone()[0])
-        cursor.execute(f"SELECT count(*), max(id) FROM (SELECT id FROM {QUEUE_TABLE} ORDER BY id LIMIT {BATCH})")  # noqa: S608
+        cursor.execute(f"SELECT count(*), max(id) FROM (SELECT id FROM {QUEUE_TABLE} ORDER BY id LIMIT {int(limit)})")  # noqa: S608
         taken, last = cursor.fetchone()
         if taken:
             for sql in SQLITE_INDEX_QUEUED:
@@ -303,11 +306,11 @@ async def keep_indexing(interval: float = 0.5) -> None:
     from django.db import connection
 
     def batch() -> int:
-        return index_pending(connection) if _installed_here() else 0
+        return index_pending(connection, limit=WORKER_BATCH) if _installed_here() else 0
 
     while True:
         try:
-            while await sync_to_async(batch)() == BATCH:
+            while await sync_to_async(batch)() == WORKER_BATCH:
                 pass
         except Exception:  # the database is away: the next round retries; searches catch up anyway
             logging.getLogger("runs.search_index").exception("indexing checkpoints failed; retrying")
