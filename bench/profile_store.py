@@ -187,14 +187,20 @@ WRITE_PATHS = ("sync_to_async", "shipped", "own_thread")
 
 
 def use_write_path(name: str, own: list[OwnWriterThread] = []) -> None:  # noqa: B006 - one per process
-    """`shipped`: runs.store as it is; `sync_to_async`: the write path before it (each batch through
-    asgiref's sync_to_async); `own_thread`: a writer thread with its own connection."""
+    """`shipped`: runs.store as it is (a batch handed to the database thread with a callback);
+    `sync_to_async`: each batch through asgiref's sync_to_async, awaited by a task (the path a
+    batch takes when the connection was lost; every batch took it two versions ago); `own_thread`:
+    the same task, with a writer thread that has its own connection."""
     from asgiref.sync import sync_to_async
 
     import runs.store as store_mod
 
     shipped = getattr(store_mod, "_shipped_in_database_thread", None) or store_mod.in_database_thread
     store_mod._shipped_in_database_thread = shipped  # type: ignore[attr-defined]
+    direct = getattr(store_mod, "_shipped_database_thread", None) or store_mod._database_thread
+    store_mod._shipped_database_thread = direct  # type: ignore[attr-defined]
+    # Every variant but `shipped` takes the task path (no executor: see runs.store._Batcher._send).
+    store_mod._database_thread = direct if name == "shipped" else (lambda loop: None)  # type: ignore[assignment]
     if name == "shipped":
         store_mod.in_database_thread = shipped
     elif name == "sync_to_async":

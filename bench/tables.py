@@ -415,9 +415,9 @@ def store_profile_table() -> list[str]:
     out = [provenance(doc, f"wfdash only, median (min-max) of {reps} alternating repeats")]
     out += ["| | write path | durable step p50 / p99, µs | Worker, three-step runs/s |", "|---|---|---|---|"]
     names = {
-        "sync_to_async": "before: every batch through `sync_to_async`",
-        "shipped": "now: batches handed straight to asgiref's sync thread",
-        "own_thread": "not taken: a writer thread with its own connection",
+        "sync_to_async": "before: a task awaits each batch through `sync_to_async`",
+        "shipped": "now: each batch handed to asgiref's sync thread with a callback (no task)",
+        "own_thread": "not taken: a task, and a writer thread with its own connection",
     }
     for backend, r in doc["results"].items():
         for path, v in r.get("write_paths", {}).items():
