@@ -98,6 +98,8 @@ class DeferringChangeList(ChangeList):
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
         qs = super().get_queryset(request, exclude_parameters)
+        if narrow := getattr(self.model_admin, "list_rows", None):
+            qs = narrow(qs)
         deferred = getattr(self.model_admin, "list_defer", ())
         return qs.defer(*deferred) if deferred else qs
 
@@ -449,6 +451,10 @@ class CheckpointAdmin(IdSearchAdmin):
     )
     readonly_fields = field_names(fieldsets)
     id_search_fields = ("id", "run_id")
+
+    def list_rows(self, qs: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
+        # The list's order and filters read the explorer's indexes.
+        return Checkpoint.listing(qs)
 
     @admin.display(description="id", ordering="id")
     def short(self, obj: Checkpoint) -> SafeString:

@@ -231,7 +231,7 @@ def checkpoint_filters(params: Any) -> tuple[QuerySet[Checkpoint], dict[str, str
     input/output event type (`output_event_type=None`: steps that returned no event), the code
     version of their run (`code_version`, a digest or its first 6+ hex digits), and `q`, words
     inside their events and store values (runs/search.py)."""
-    qs = Checkpoint.objects.defer("input_event", "output_event", "state")
+    qs = Checkpoint.listing().defer("input_event", "output_event", "state")
     active: dict[str, str] = {}
     if run := params.get("run", "").strip():
         qs = qs.filter(run_id=resolve_id(Run.objects.all(), run, "run", "run"))

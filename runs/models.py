@@ -392,18 +392,28 @@ class Checkpoint(models.Model):
         blank=True,
         help_text="Attempts of the step that raised before the one that succeeded: attempt, error, duration_ms.",
     )
+    # In the explorer's indexes (below, partial on it). A worker's durable write on SQLite
+    # leaves it false and the indexer (runs/search_index.py) sets it in batches: six index
+    # pages fewer per step. Every other writer lists a row at once. Read them through
+    # `Checkpoint.listed()`, which lists what is still queued first.
+    listed = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["run", "seq"]
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="checkpoint_run_seq_unique")]
         indexes = [
-            models.Index(fields=["-created_at", "-id"], name="ckpt_recent_idx"),
-            models.Index(fields=["workflow", "-created_at"], name="ckpt_workflow_idx"),
-            models.Index(fields=["last_completed_step", "-created_at"], name="ckpt_step_idx"),
-            # The explorer's usual query: one workflow's checkpoints of one step.
-            models.Index(fields=["workflow", "last_completed_step", "-created_at", "-id"], name="ckpt_wf_step_idx"),
-            models.Index(fields=["input_event_type", "-created_at"], name="ckpt_input_idx"),
-            models.Index(fields=["output_event_type", "-created_at"], name="ckpt_output_idx"),
+            *(
+                models.Index(fields=fields, name=name, condition=Q(listed=True))
+                for fields, name in (
+                    (["-created_at", "-id"], "ckpt_recent_idx"),
+                    (["workflow", "-created_at"], "ckpt_workflow_idx"),
+                    (["last_completed_step", "-created_at"], "ckpt_step_idx"),
+                    # The explorer's usual query: one workflow's checkpoints of one step.
+                    (["workflow", "last_completed_step", "-created_at", "-id"], "ckpt_wf_step_idx"),
+                    (["input_event_type", "-created_at"], "ckpt_input_idx"),
+                    (["output_event_type", "-created_at"], "ckpt_output_idx"),
+                )
+            ),
             # A run page's step filter and per-step counts, whatever the run's length.
             models.Index(fields=["run", "last_completed_step", "seq"], name="ckpt_run_step_idx"),
         ]
@@ -416,6 +426,19 @@ class Checkpoint(models.Model):
         from .states import context_state
 
         return context_state(self)
+
+    @classmethod
+    def listing(cls, qs: models.QuerySet[Checkpoint] | None = None) -> models.QuerySet[Checkpoint]:
+        """Checkpoints (of `qs`, default all) through the explorer's indexes (by workflow, step,
+        event type, newest first), everything committed before this call in them: what is
+        still queued is listed (and indexed for search) first."""
+        from django.db import connections
+
+        from . import search_index
+
+        qs = cls.objects.all() if qs is None else qs
+        search_index.catch_up(connections[qs.db])
+        return qs.filter(listed=True)
 
 
 # -- creating runs: validation first, then one insert ---------------------------

@@ -6,6 +6,11 @@ keys its step set or changed, or the whole store in a full record), large store 
 from their blob. Booleans and nulls are not indexed. Words are runs of letters and digits;
 every other character (ASCII punctuation included) separates them.
 
+The same queue lists checkpoints in the explorer's indexes: those are partial on
+`runs_checkpoint.listed`, which a worker's durable write on SQLite leaves false (each of the six
+index pages was a page more in every step's commit) and `index_pending()` sets in batches.
+Readers of those indexes go through `Checkpoint.listing()`, which catches up first.
+
 Both databases keep a side table, `runs_checkpoint_search`, one row per checkpoint with text.
 Triggers on `runs_checkpoint` put every inserted or updated checkpoint in a queue
 (`runs_checkpoint_search_queue`) and drop deleted ones from the index, so every writer (the
@@ -101,6 +106,8 @@ SQLITE_INDEX_QUEUED = [
         SELECT id, body FROM (SELECT c.id, {_sqlite_text("c")} AS body FROM runs_checkpoint c
                               WHERE c.id IN (SELECT checkpoint_id FROM {QUEUE_TABLE} WHERE id <= %s))
         WHERE body <> ''""",
+    f"""UPDATE runs_checkpoint SET listed = 1
+        WHERE id IN (SELECT checkpoint_id FROM {QUEUE_TABLE} WHERE id <= %s) AND NOT listed""",
     f"DELETE FROM {QUEUE_TABLE} WHERE id <= %s",
 ]
 SQLITE_BACKFILL = [
@@ -219,7 +226,9 @@ def _postgresql_index_queued(lock: str, limit: int) -> str:
         emptied AS (DELETE FROM {SEARCH_TABLE} s USING docs d WHERE s.checkpoint_id = d.id AND d.body = ''::tsvector),
         indexed AS (INSERT INTO {SEARCH_TABLE} (checkpoint_id, body)
                     SELECT id, body FROM docs WHERE body <> ''::tsvector
-                    ON CONFLICT (checkpoint_id) DO UPDATE SET body = EXCLUDED.body)
+                    ON CONFLICT (checkpoint_id) DO UPDATE SET body = EXCLUDED.body),
+        listed AS (UPDATE runs_checkpoint SET listed = true
+                   WHERE id IN (SELECT checkpoint_id FROM batch) AND NOT listed)
         SELECT count(*) FROM batch"""
 
 
@@ -262,7 +271,9 @@ def repair(connection: Any) -> bool:
         cursor.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})", names)  # noqa: S608
         if cursor.fetchone()[0] == len(names):
             return False
-    _run(connection, [*SQLITE_CHECKPOINT_TRIGGERS, *SQLITE_BACKFILL])
+    # Rows written without the triggers were never queued: list them too.
+    listing = "UPDATE runs_checkpoint SET listed = 1 WHERE NOT listed"
+    _run(connection, [*SQLITE_CHECKPOINT_TRIGGERS, *SQLITE_BACKFILL, listing])
     return True
 
 

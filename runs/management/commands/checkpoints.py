@@ -28,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="JSON Lines")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        qs = Checkpoint.objects.all()
+        qs = Checkpoint.listing()
         if opts["run"]:
             try:
                 qs = qs.filter(run_id=filters.resolve_id(Run.objects.all(), opts["run"], "--run", "run"))
