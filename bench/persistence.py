@@ -16,6 +16,9 @@ Engines, each in its own subprocess per backend and each in its documented confi
 - `dbos`: DBOS Transact, a workflow of `@DBOS.step`s; system database on SQLite (DBOS's own engine
   settings; pysqlite3's SQLite 3.51 because DBOS needs >= 3.42 and Python's is older) or PostgreSQL.
 
+Repeats are interleaved: each repeat runs every engine once, in turn (reversed every other
+repeat), each in a fresh child, so a slow spell of this shared machine falls on all of them.
+
 Figures (each repeat on an emptied database; the file gives median, min and max over the repeats):
 - `step_p50_us` / `step_p99_us`: a sequential run of N steps; the interval between consecutive durable
   records (step + snapshot + commit): the cost of one durable step.
@@ -301,10 +304,31 @@ def child_env(engine: str, backend: str, workdir: Path, pg_db: str = PG_DB) -> d
     return env
 
 
-def run_child(engine: str, backend: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_interleaved(engines: list[str], backend: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Every engine once per repeat, in turn (a fresh child each time): a slow spell of this
+    shared machine falls on all engines alike instead of on whichever ran then."""
+    results: dict[str, dict[str, Any]] = {}
+    for i in range(args.repeats):
+        for engine in engines if i % 2 == 0 else engines[::-1]:
+            one = run_child(engine, backend, args, repeats=1)
+            merged = results.setdefault(engine, {"reps": [], "wall_s": 0.0, "loadavg_1min_before_after": []})
+            if "reps" not in one:
+                merged["status"] = one.get("status", "error")
+                continue
+            merged["config"] = one.get("config")
+            merged["reps"] += one["reps"]
+            merged["wall_s"] = round(merged["wall_s"] + one["wall_s"], 1)
+            merged["loadavg_1min_before_after"].append(one["loadavg_1min_before_after"])
+    for merged in results.values():
+        if merged["reps"]:
+            merged["figures"] = {m: median_min_max(r.get(m) for r in merged["reps"]) for m in METRICS}
+    return results
+
+
+def run_child(engine: str, backend: str, args: argparse.Namespace, repeats: int | None = None) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="wfdash-bench-persistence-"))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", engine, "--backend", backend]
-    cmd += ["--size", args.size, "--repeats", str(args.repeats)]
+    cmd += ["--size", args.size, "--repeats", str(repeats or args.repeats)]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     log("persistence", f"{engine}/{backend}: starting")
@@ -407,16 +431,14 @@ def main(argv: list[str] | None = None) -> int:
         {
             "sizes": sizes,
             "wfdash": "shipped settings: DB_CONN_MAX_AGE, REDIS_URL, WFDASH_* unset; DEBUG off",
+            "repeats": "interleaved: every engine once per repeat, in turn, a fresh child each",
             "langgraph_pool": "psycopg_pool ConnectionPool / AsyncConnectionPool, max_size 20",
             "langgraph_durability": "sync",
             "langgraph_sqlite_synchronous": "NORMAL (as ours)",
             "dbos": "DBOS(config={name, system_database_url}); SQLite through pysqlite3 (DBOS needs SQLite >= 3.42)",
         },
     )
-    results: dict[str, dict[str, Any]] = {}
-    for backend in backends:
-        for engine in engines:
-            results.setdefault(backend, {})[engine] = run_child(engine, backend, args)
+    results = {backend: run_interleaved(engines, backend, args) for backend in backends}
     ratios, goals = compare(results)
     doc.update(results=results, ratios_vs_best_peer=ratios, goals=goals)
     finish(doc, started)

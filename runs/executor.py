@@ -117,16 +117,19 @@ class Worker:
         free = self.concurrency - len(self.tasks)
         if free <= 0:
             return []
-        planned = await sync_to_async(self._claim_and_plan)(free, list(self.tasks))
+        planned, messages = await sync_to_async(self._claim_and_plan)(free, list(self.tasks))
         for run, plan in planned:
             self._start(run, plan)
-        claimed = [run for run, _ in planned]
-        if claimed and self.store.announce:
-            await live.aannounce_runs([str(r.id) for r in claimed])
-        return claimed
+        # As claimed, with no read after the runs started: a read could see their first
+        # checkpoints counted before pages had them, and send every page to the database.
+        await live.asend_runs(messages)
+        return [run for run, _ in planned]
 
-    def _claim_and_plan(self, limit: int, busy: list[str]) -> list[tuple[Run, _LaunchPlan | Exception | None]]:
-        """Claim runs and read what each needs, in one trip to the database thread."""
+    def _claim_and_plan(
+        self, limit: int, busy: list[str]
+    ) -> tuple[list[tuple[Run, _LaunchPlan | Exception | None]], list[live.RunMessage]]:
+        """Claim runs, read what each needs and build their announcements, in one trip to the
+        database thread."""
         planned: list[tuple[Run, _LaunchPlan | Exception | None]] = []
         for run in Run.objects.claim(self.worker_id, limit, self.lease_seconds, busy):
             try:
@@ -134,7 +137,8 @@ class Worker:
             except Exception as exc:  # handled per run by _execute
                 planned.append((run, exc))
         code_versions.record_started(self.worker_id, [run for run, plan in planned if isinstance(plan, _LaunchPlan)])
-        return planned
+        claimed = [run for run, _ in planned]
+        return planned, live.run_messages(claimed) if claimed and self.store.announce else []
 
     async def _housekeeping(self) -> None:
         """Renew leases every third of the lease; stop cancelled runs within half a second."""

@@ -212,6 +212,24 @@ async def aannounce_runs(run_ids: list[str]) -> None:
     except Exception:  # the database is away: pages catch up by seq when it is back
         log.warning("could not read runs to announce", exc_info=True)
         return
+    await asend_runs(messages)
+
+
+def run_messages(runs: list[Run]) -> list[RunMessage]:
+    """Messages of runs already read (their fork points' run ids in one query)."""
+    forks = [r.parent_checkpoint_id for r in runs if r.parent_checkpoint_id]
+    parents = dict(Checkpoint.objects.filter(pk__in=forks).values_list("id", "run_id")) if forks else {}
+    return [
+        run_message(r, str(parents[r.parent_checkpoint_id]) if r.parent_checkpoint_id in parents else None)
+        for r in runs
+    ]
+
+
+async def asend_runs(messages: list[RunMessage]) -> None:
+    """Announce runs whose messages are built (see run_messages) to the list and run pages."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
     for message in messages:
         for group in (RUNS_GROUP, run_group(message["run_id"])):
             try:

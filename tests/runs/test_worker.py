@@ -242,3 +242,35 @@ async def test_a_replaced_worker_is_fenced_by_its_claim_even_under_the_same_work
     assert run.result == {"ticks": 20}
     assert run.worker_id == "same" and run.attempts == 2
     assert await _seqs(run) == list(range(1, 22))  # contiguous: nothing lost, nothing twice
+
+
+async def test_a_claim_announces_its_runs_as_claimed_without_reading_them_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Read after the runs started, a run's "running" message could count checkpoints its pages
+    # had not had yet, and every page would then catch up from the database.
+    from runs import live
+
+    sent: list[live.RunMessage] = []
+    reads: list[list[str]] = []
+
+    async def send(messages: list[live.RunMessage]) -> None:
+        sent.extend(messages)
+
+    async def announce(run_ids: list[str]) -> None:
+        reads.append(list(run_ids))
+
+    monkeypatch.setattr(live, "asend_runs", send)
+    monkeypatch.setattr(live, "aannounce_runs", announce)
+    base = await sync_to_async(start_run)("chain", {"steps": 2})
+    await _drain()
+    fork_point = await Checkpoint.objects.aget(run=base, seq=2)
+    fork = await sync_to_async(fork_run)(fork_point.id)
+    sent.clear()
+    await _drain(announce=True)
+    assert reads == [[str(fork.id)]]  # only its end, read once it finished
+    (message,) = sent
+    assert message["run_id"] == str(fork.id) and message["status"] == RunStatus.RUNNING
+    assert message["checkpoint_count"] == 0
+    assert message["parent_run_id"] == str(base.id)
+    assert message["parent_checkpoint_id"] == str(fork_point.id)
