@@ -414,6 +414,8 @@ class Checkpoint(models.Model):
                     (["output_event_type", "-created_at"], "ckpt_output_idx"),
                 )
             ),
+            # What is left to list: a few rows, so one small page per write.
+            models.Index(fields=["id"], name="ckpt_unlisted_idx", condition=Q(listed=False)),
             # A run page's step filter and per-step counts, whatever the run's length.
             models.Index(fields=["run", "last_completed_step", "seq"], name="ckpt_run_step_idx"),
         ]
@@ -430,14 +432,14 @@ class Checkpoint(models.Model):
     @classmethod
     def listing(cls, qs: models.QuerySet[Checkpoint] | None = None) -> models.QuerySet[Checkpoint]:
         """Checkpoints (of `qs`, default all) through the explorer's indexes (by workflow, step,
-        event type, newest first), everything committed before this call in them: what is
-        still queued is listed (and indexed for search) first."""
+        event type, newest first), everything committed before this call in them: what a
+        durable write left unlisted is listed first."""
         from django.db import connections
 
         from . import search_index
 
         qs = cls.objects.all() if qs is None else qs
-        search_index.catch_up(connections[qs.db])
+        search_index.list_pending(connections[qs.db])
         return qs.filter(listed=True)
 
 

@@ -9,7 +9,8 @@ every other character (ASCII punctuation included) separates them.
 The same queue lists checkpoints in the explorer's indexes: those are partial on
 `runs_checkpoint.listed`, which a worker's durable write on SQLite leaves false (each of the six
 index pages was a page more in every step's commit) and `index_pending()` sets in batches.
-Readers of those indexes go through `Checkpoint.listing()`, which catches up first.
+Readers of those indexes go through `Checkpoint.listing()`, which lists what is left first
+(`list_pending()`, by a partial index of the unlisted rows: a few at most, as workers list theirs).
 
 Both databases keep a side table, `runs_checkpoint_search`, one row per checkpoint with text.
 Triggers on `runs_checkpoint` put every inserted or updated checkpoint in a queue
@@ -272,7 +273,7 @@ def repair(connection: Any) -> bool:
         if cursor.fetchone()[0] == len(names):
             return False
     # Rows written without the triggers were never queued: list them too.
-    listing = "UPDATE runs_checkpoint SET listed = 1 WHERE NOT listed"
+    listing = 'UPDATE runs_checkpoint SET "listed" = 1 WHERE "listed" = 0'
     _run(connection, [*SQLITE_CHECKPOINT_TRIGGERS, *SQLITE_BACKFILL, listing])
     return True
 
@@ -295,6 +296,20 @@ def index_pending(connection: Any, *, wait: bool = False, limit: int = BATCH) ->
             for sql in SQLITE_INDEX_QUEUED:
                 cursor.execute(sql, [last])
         return int(taken)
+
+
+def list_pending(connection: Any) -> int:
+    """List the checkpoints durable writes left unlisted (SQLite; see runs.models.Checkpoint),
+    found by their partial index: what a reader of the explorer's indexes does first. How many."""
+    if connection.vendor != "sqlite":
+        return 0  # PostgreSQL lists at write time
+    with connection.cursor() as cursor:
+        # A read first: a write statement would take the write lock even to change nothing.
+        cursor.execute('SELECT 1 FROM runs_checkpoint WHERE "listed" = 0 LIMIT 1')
+        if cursor.fetchone() is None:
+            return 0
+        cursor.execute('UPDATE runs_checkpoint SET "listed" = 1 WHERE "listed" = 0')
+        return int(cursor.rowcount)
 
 
 def catch_up(connection: Any) -> int:

@@ -1,6 +1,6 @@
 """The explorer's six indexes become partial on a new column, `listed`: a worker's durable write
 on SQLite leaves it false and the search queue's indexer lists the rows in batches (see
-runs/search_index.py). Existing rows are listed. The column is added in place: Django would
+runs/search_index.py), found by a small partial index of the unlisted ones. Existing rows are listed. The column is added in place: Django would
 rebuild the whole table on SQLite to add a NOT NULL column."""
 
 from django.db import migrations, models
@@ -45,5 +45,9 @@ class Migration(migrations.Migration):
                 index=models.Index(fields=fields, name=name, condition=Q(listed=True)),
             )
             for fields, name in EXPLORER_INDEXES
+        ),
+        migrations.AddIndex(
+            model_name="checkpoint",
+            index=models.Index(fields=["id"], name="ckpt_unlisted_idx", condition=Q(listed=False)),
         ),
     ]

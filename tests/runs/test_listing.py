@@ -41,6 +41,24 @@ async def test_a_durable_write_is_listed_by_the_indexer_on_sqlite_and_at_once_on
     assert await sync_to_async(_listed)(run_id) == [True] * 4
 
 
+def _queued() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {search_index.QUEUE_TABLE}")  # noqa: S608
+        return int(cursor.fetchone()[0])
+
+
+def test_a_reader_lists_what_is_left_without_indexing_it_for_search() -> None:
+    # After a bulk import nobody indexed yet, the explorer must not pay for full-text indexing.
+    from asgiref.sync import async_to_sync
+
+    search_index.catch_up(connection)
+    run_id = async_to_sync(_durable_run)()
+    assert _queued() == 4
+    assert Checkpoint.listing().filter(run_id=run_id).count() == 4
+    assert _listed(run_id) == [True] * 4 and _queued() == 4
+    assert search_index.list_pending(connection) == 0
+
+
 def test_every_reader_of_the_explorer_indexes_sees_unlisted_checkpoints(admin_client: Client) -> None:
     from asgiref.sync import async_to_sync
 
