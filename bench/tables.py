@@ -429,7 +429,7 @@ def store_profile_table() -> list[str]:
         ("to the database thread", "with_indexes", "put_to_thread"),
         ("SQL and commit", "with_indexes", "sql_and_commit_in_thread"),
         ("back to the step", "with_indexes", "thread_to_put_done"),
-        ("SQL and commit without the 7 secondary indexes", "without_secondary_indexes", "sql_and_commit_in_thread"),
+        ("SQL and commit, no secondary index on checkpoints", "without_secondary_indexes", "sql_and_commit_in_thread"),
         ("bare round trip: sync_to_async", "hops", "asgiref_sync_to_async"),
         ("bare round trip: run_in_executor", "hops", "run_in_executor_one_thread"),
         ("bare round trip: own thread and queue", "hops", "own_thread_simple_queue"),
