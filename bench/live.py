@@ -423,6 +423,8 @@ def print_profile(path: Path, label: str, limit: int = 30) -> None:
     if not path.exists():
         log(f"no profile written at {path}")
         return
+    if keep := os.environ.get("BENCH_KEEP_PROFILE"):  # a copy to read further with pstats
+        shutil.copy(path, keep)
     for key in ("tottime", "cumulative"):
         out = io.StringIO()
         pstats.Stats(str(path), stream=out).sort_stats(key).print_stats(limit)
@@ -645,6 +647,7 @@ def delivery_stats(
     from_created: list[float] = []
     from_done: list[float] = []
     from_commit: list[float] = []
+    slowest: list[tuple[float, int, float]] = []  # (from step completion, seq, its commit's share)
     totals = {"received": 0, "lost": 0, "duplicates": 0, "out_of_order": 0, "unknown": 0, "non_contiguous_clients": 0}
     errors: list[str] = []
     for c in clients:
@@ -655,11 +658,12 @@ def delivery_stats(
         totals["non_contiguous_clients"] += 1 - check["contiguous"]
         if c.error:
             errors.append(c.error)
-        for t, _seq, cid, created, mono in c.got:
+        for t, seq, cid, created, mono in c.got:
             from_created.append(t - parse_time(created))
             if cid in commits:
                 from_done.append(mono - commits[cid][0])
                 from_commit.append(mono - commits[cid][1])
+                slowest.append((mono - commits[cid][0], seq, commits[cid][1] - commits[cid][0]))
     done_to_commit = [
         commits[cid][1] - commits[cid][0] for info in db.values() for cid in info["created"] if cid in commits
     ]
@@ -670,6 +674,15 @@ def delivery_stats(
         "from_created_at": dist_ms(from_created),
         "worker_step_completion_to_commit": dist_ms(done_to_commit),
         "pairs_without_commit_time": len(from_created) - len(from_commit),
+        # Where the tail is: the slowest deliveries' seqs, and how much of each was the worker's commit.
+        "slowest_by_seq": [
+            {
+                "seq": seq,
+                "from_step_completion_ms": round(ms * 1000, 2),
+                "step_completion_to_commit_ms": round(c * 1000, 2),
+            }
+            for ms, seq, c in sorted(slowest, reverse=True)[: max(5, len(slowest) // 100)]
+        ][:20],
         "clients_got_end_status_before_last_checkpoint": sum(1 for c in clients if c.status_before_last_checkpoint),
         "client_errors": sorted(set(errors))[:5],
         "clients_with_errors": sum(1 for c in clients if c.error),

@@ -338,7 +338,7 @@ def write_cost(count: int) -> dict[str, Any]:
             "usage": None,
             "retries": None,
         }
-        return [prep(row[name], connection) for name, prep in sql.checkpoint_params]
+        return [prep(row.get(name), connection) for name, prep in sql.checkpoint_params]
 
     def insert(offset: int) -> tuple[float, float]:
         """(wall µs, this thread's CPU µs) per insert."""
