@@ -16,8 +16,9 @@ from django.test import Client
 
 from runs import filters, search_index
 from runs.examples.chain import ChainFlow
-from runs.models import Checkpoint, Run
+from runs.models import Checkpoint
 from runs.store import DatabaseCheckpointStore
+from tests.runs.factories import checkpoint
 from wfdash.workflow.checkpointer import WorkflowCheckpointer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -121,19 +122,9 @@ def test_the_explorer_queries_use_the_partial_indexes(params: dict[str, str], in
 def test_repair_lists_rows_written_while_the_triggers_were_missing() -> None:
     if connection.vendor != "sqlite":
         pytest.skip("only SQLite drops triggers in a table rebuild")
-    run = Run.objects.create(workflow="chain")
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TRIGGER {search_index.SEARCH_TABLE}_insert")
-    Checkpoint.objects.create(
-        run=run,
-        workflow="chain",
-        seq=1,
-        last_completed_step="begin",
-        input_event_type="ChainStart",
-        input_event={"type": "ChainStart", "data": {}},
-        state={},
-        snapshot_seq=1,
-        listed=False,
-    )
+    row = checkpoint()
+    Checkpoint.objects.filter(pk=row.pk).update(listed=False)  # as a durable write leaves it
     assert search_index.repair(connection)
     assert list(Checkpoint.objects.values_list("listed", flat=True)) == [True]
