@@ -11,12 +11,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wfdash.settings")
 # Must run before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from runs.routing import websocket_urlpatterns  # noqa: E402
-from runs.socket_auth import BearerTokenMiddleware  # noqa: E402
+from runs.socket_auth import socket_auth_stack  # noqa: E402
 
 
 def _tune_for_many_sockets() -> None:
@@ -40,8 +39,6 @@ _tune_for_many_sockets()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(BearerTokenMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
+        "websocket": AllowedHostsOriginValidator(socket_auth_stack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -86,3 +86,22 @@ async def test_it_keeps_the_sessions_user_without_a_token(run: Run) -> None:
     connected, _ = await _connect(f"/ws/runs/{run.id}/", (b"cookie", cookie))
 
     assert connected
+
+
+async def test_the_socket_stack_finds_the_sessions_user_and_hands_frames_to_the_server_unwrapped() -> None:
+    # Channels' SessionMiddleware wrapped `send` to look at every frame for an HTTP response;
+    # the sockets' stack reads the session the same way and leaves `send` alone.
+    from runs.socket_auth import socket_auth_stack
+
+    seen: dict[str, object] = {}
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        seen.update(send=send, user=await sync_to_async(lambda: scope["user"].username)())  # type: ignore[attr-defined]
+
+    async def server_send(message: object) -> None:
+        pass
+
+    cookie = await sync_to_async(_session_of_a_viewer)()
+    scope = {"type": "websocket", "path": "/ws/runs/", "headers": [(b"cookie", cookie)]}
+    await socket_auth_stack(app)(scope, None, server_send)
+    assert seen == {"send": server_send, "user": "browser"}
