@@ -138,7 +138,13 @@ class Worker:
                 planned.append((run, exc))
         code_versions.record_started(self.worker_id, [run for run, plan in planned if isinstance(plan, _LaunchPlan)])
         claimed = [run for run, _ in planned]
-        return planned, live.run_messages(claimed) if claimed and self.store.announce else []
+        messages: list[live.RunMessage] = []
+        if claimed and self.store.announce:
+            try:
+                messages = live.run_messages(claimed)
+            except (OperationalError, InterfaceError):  # the runs start all the same; pages catch up
+                log.warning("could not build the claimed runs' announcements", exc_info=True)
+        return planned, messages
 
     async def _housekeeping(self) -> None:
         """Renew leases every third of the lease; stop cancelled runs within half a second."""

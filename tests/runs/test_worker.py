@@ -274,3 +274,17 @@ async def test_a_claim_announces_its_runs_as_claimed_without_reading_them_again(
     assert message["checkpoint_count"] == 0
     assert message["parent_run_id"] == str(base.id)
     assert message["parent_checkpoint_id"] == str(fork_point.id)
+
+
+async def test_a_claim_whose_announcement_cannot_be_read_still_runs_its_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import OperationalError
+
+    from runs import live
+
+    def broken(runs: list[Run]) -> list[live.RunMessage]:
+        raise OperationalError("the database went away while announcing")
+
+    monkeypatch.setattr(live, "run_messages", broken)
+    run = await sync_to_async(start_run)("chain", {"steps": 2})
+    await _drain(announce=True)
+    assert (await _refresh(run)).status == RunStatus.SUCCEEDED
